@@ -1,0 +1,7 @@
+"""Meisitong endpoint agent.
+
+Public face for other packages (the hub imports these): `agent.wire` (formats both
+sides speak), `agent.errors`, `agent.atomic_file`. Everything else is the agent's own.
+"""
+
+__version__ = "0.1.0"

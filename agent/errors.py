@@ -1,0 +1,67 @@
+"""Errors the agent raises, one hierarchy so callers catch the level they can act on.
+
+Every message names what was wrong and where (file, key, URL, path), so an operator
+can act on it without reading the code.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of everything the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """agent.toml (or another local file) is missing, unreadable or invalid."""
+
+
+class WireFormatError(AgentError):
+    """A record, spec or message from outside does not match its format."""
+
+
+class SignatureError(AgentError):
+    """A signature does not verify against the key it must come from."""
+
+
+class EnrollmentError(AgentError):
+    """Enrolling at the hub failed (bad token, root hash mismatch, hub refused)."""
+
+
+class MetadataError(AgentError):
+    """TUF metadata could not be refreshed or verified; nothing may be installed."""
+
+
+class TargetNotFoundError(MetadataError):
+    """The signed metadata lists no such target."""
+
+
+class DownloadError(AgentError):
+    """A payload could not be fetched (no peers, no web seed, timeout)."""
+
+
+class PayloadVerificationError(AgentError):
+    """A downloaded payload does not match the length and hashes its signed target gives."""
+
+
+class UnsafeArchiveError(AgentError):
+    """A payload archive holds a member that would escape or subvert its install root."""
+
+
+class InstallError(AgentError):
+    """An installer failed to apply a payload."""
+
+
+class RevertError(AgentError):
+    """Restoring the pre-install state failed; the device needs an admin."""
+
+
+class SnapshotError(AgentError):
+    """A snapshot could not be taken or restored."""
+
+
+class HealthCheckError(AgentError):
+    """A health check is misconfigured (not: a check that ran and failed)."""
+
+
+class DowngradeRefusedError(AgentError):
+    """A release is older than what is installed and is not signed as a rollback release."""

@@ -1,0 +1,81 @@
+"""Result records: what a device did with a release, signed by that device's Ed25519 key.
+
+The signature covers the canonical JSON of the record, so any relay (the hub, a peer
+gossiping it later) can verify it and nobody can alter or forge one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from enum import StrEnum
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import Field
+
+from agent.errors import SignatureError, WireFormatError
+from agent.wire.canonical import canonical_json
+from agent.wire.validation import StrictModel, parse_model
+
+MAX_RECORD_BYTES = 64 * 1024
+
+
+class Outcome(StrEnum):
+    INSTALLED = "installed"
+    REVERTED = "reverted"
+    REVERT_FAILED = "revert-failed"
+    FAILED = "failed"
+    NOT_READY = "not-ready"
+    DEFERRED = "deferred"
+
+
+class ResultRecord(StrictModel):
+    record_id: str = Field(pattern=r"^[0-9a-f-]{8,64}$")
+    device_id: str = Field(pattern=r"^[0-9a-z-]{4,64}$")
+    release: str = Field(pattern=r"^releases/")
+    name: str
+    version: str
+    outcome: Outcome
+    reason: str = ""
+    started_at: str
+    finished_at: str
+    timings: dict[str, float] = Field(default_factory=dict)
+    bytes_from_peers: int = Field(default=0, ge=0)
+    bytes_from_hub: int = Field(default=0, ge=0)
+    agent_version: str = ""
+
+
+class SignedResult(StrictModel):
+    record: ResultRecord
+    signature: str = Field(description="base64 Ed25519 signature of the record's canonical JSON")
+
+    @classmethod
+    def sign(cls, record: ResultRecord, key: Ed25519PrivateKey) -> SignedResult:
+        signature = key.sign(canonical_json(record.model_dump(mode="json")))
+        return cls(record=record, signature=base64.b64encode(signature).decode("ascii"))
+
+    def verify(self, public_key_raw: bytes) -> None:
+        """Raise SignatureError unless the record was signed by this device key."""
+        try:
+            public_key = Ed25519PublicKey.from_public_bytes(public_key_raw)
+            signature = base64.b64decode(self.signature, validate=True)
+            public_key.verify(signature, canonical_json(self.record.model_dump(mode="json")))
+        except (InvalidSignature, ValueError) as exc:
+            raise SignatureError(
+                f"result {self.record.record_id} from device {self.record.device_id}: "
+                f"signature does not verify ({type(exc).__name__})"
+            ) from None
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str) -> SignedResult:
+        if len(data) > MAX_RECORD_BYTES:
+            raise WireFormatError(f"{source}: result record larger than {MAX_RECORD_BYTES} bytes")
+        try:
+            decoded = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WireFormatError(f"{source}: not JSON: {exc}") from None
+        return parse_model(cls, decoded, source)

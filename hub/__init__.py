@@ -1,0 +1,1 @@
+"""Meisitong hub: TUF repository, seeding and tracker, results store, admin CLI."""

@@ -1,0 +1,43 @@
+"""Errors the hub raises, one hierarchy; the CLI prints their message and exits non-zero."""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of everything the hub raises on purpose."""
+
+
+class HubConfigError(HubError):
+    """hub.toml or the hub directory is missing, unreadable or invalid."""
+
+
+class HubNotInitializedError(HubError):
+    """The hub directory has not been created with `meisitong-hub init`."""
+
+
+class KeyMaterialError(HubError):
+    """A signing key is missing, unreadable, or not the one the metadata expects."""
+
+
+class RepositoryError(HubError):
+    """The TUF repository is inconsistent or a signing step failed."""
+
+
+class UnknownReleaseError(HubError):
+    """No signed release has that name (and version)."""
+
+
+class PublishError(HubError):
+    """A payload or RELEASE.toml could not be published."""
+
+
+class EnrollmentRefusedError(HubError):
+    """A device's enrollment request was refused (bad token, malformed key)."""
+
+
+class UnknownDeviceError(HubError):
+    """A request named a device the hub has not enrolled."""
+
+
+class TrackerRequestError(HubError):
+    """A BitTorrent announce request is malformed."""
