@@ -1,0 +1,137 @@
+"""`meisitong-agent`: enroll this endpoint, run the daemon, show what it is doing."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from agent.config import DEFAULT_CONFIG_FILE, AgentConfig
+from agent.errors import AgentError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(command: F) -> F:
+    return click.option(
+        "--config", "config_file", type=click.Path(path_type=Path),
+        default=DEFAULT_CONFIG_FILE, show_default=True, help="agent configuration file",
+    )(command)
+
+
+def friendly_errors(command: F) -> F:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except AgentError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
+def main(verbose: int) -> None:
+    """Meisitong endpoint agent."""
+    logging.basicConfig(
+        level=logging.WARNING - 10 * verbose,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@config_option
+@click.option("--hub", "hub_url", default=None, help="hub URL [default: hub.url of the config]")
+@click.option("--token", required=True, envvar="MEISITONG_ENROLL_TOKEN",
+              help="enrollment token from `meisitong-hub token create` [env MEISITONG_ENROLL_TOKEN]")
+@friendly_errors
+def enroll(config_file: Path, hub_url: str | None, token: str) -> None:
+    """Trust the hub's root (checked against the token), create the device key, register."""
+    import trio
+
+    from agent.enrollment_flow import enroll as run_enroll
+
+    config = AgentConfig.load(config_file)
+    url = hub_url or config.hub_url
+    if not url:
+        raise click.UsageError("no hub URL: pass --hub or set [hub] url in the config")
+    device_id, status = trio.run(run_enroll, config, url, token)
+    click.echo(f"enrolled as {device_id} at {url}: {status}")
+
+
+@main.command()
+@config_option
+@friendly_errors
+def run(config_file: Path) -> None:
+    """Run the daemon (in the foreground; systemd runs it as a service)."""
+    import trio
+
+    from agent.daemon import AgentDaemon
+
+    config = AgentConfig.load(config_file)
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    daemon = AgentDaemon(config)
+    try:
+        trio.run(daemon.run)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@friendly_errors
+def status(config_file: Path, as_json: bool) -> None:
+    """What the daemon is doing, and the history of deployments."""
+    from agent.journal import Journal
+    from agent.state_dir import StateDir
+
+    config = AgentConfig.load(config_file)
+    state = StateDir(config.agent.state_dir)
+    enrollment = state.read_enrollment()
+    journal = Journal(state.journal)
+    try:
+        delivered, waiting = journal.outbox_counts()
+        report = {
+            "device_id": enrollment["device_id"],
+            "hub_url": enrollment["hub_url"],
+            "group": config.agent.group,
+            "site": config.agent.site,
+            "status": {key: value for key, (value, _at) in journal.status().items()},
+            "results": {"delivered": delivered, "waiting": waiting},
+            "deployments": [
+                {
+                    "release": d.release,
+                    "version": d.version,
+                    "state": d.state.value,
+                    "reason": d.reason,
+                    "updated_at": d.updated_at,
+                    "transitions": [
+                        {"from": f, "to": t, "reason": r, "at": at}
+                        for f, t, r, at in journal.transitions(d.release)
+                    ],
+                }
+                for d in journal.deployments()
+            ],
+        }
+    finally:
+        journal.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    click.echo(f"device {report['device_id']}  group {report['group']}  site {report['site']}")
+    click.echo(f"hub    {report['hub_url']}")
+    for key in ("daemon", "activity", "metadata", "last_error"):
+        if report["status"].get(key):
+            click.echo(f"{key:<8} {report['status'][key]}")
+    click.echo(f"results delivered {delivered}, waiting {waiting}")
+    for d in report["deployments"]:
+        click.echo(f"  {d['updated_at']}  {d['state']:<13} {d['release']}  {d['reason']}")

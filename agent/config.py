@@ -1,0 +1,95 @@
+"""agent.toml: the endpoint's own settings, validated before the daemon does anything.
+
+A bad file is refused as a whole with every problem named by key; the daemon keeps the
+configuration it started with.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from agent.errors import ConfigError
+from agent.wire.validation import NAME_PATTERN, StrictModel, parse_model
+
+DEFAULT_CONFIG_FILE = Path("/etc/meisitong/agent.toml")
+
+
+def _host_port(value: str, key: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{key} must be IP:PORT, got {value!r}")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise ValueError(f"{key}: {host!r} is not an IP address") from None
+    return value
+
+
+class AgentSection(StrictModel):
+    state_dir: Path = Path("/var/lib/meisitong/agent")
+    name: str = Field(default="", description="display name; the host name if empty")
+    group: str = Field(default="default", pattern=NAME_PATTERN)
+    site: str = Field(default="default", pattern=NAME_PATTERN)
+    labels: dict[str, str] = Field(default_factory=dict)
+    poll_interval: float = Field(default=60.0, ge=0.1, le=86400)
+    install_prefix: Path = Field(
+        default=Path("/"),
+        description="absolute paths of install specs and health checks land under this",
+    )
+
+    @field_validator("state_dir", "install_prefix")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError(f"must be an absolute path, got {str(value)!r}")
+        return value
+
+
+class HubSection(StrictModel):
+    url: str = Field(default="", pattern=r"^(https?://[^/\s]+/?.*)?$")
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+
+class P2PSection(StrictModel):
+    listen: str = "0.0.0.0:6881"
+    upload_limit: int = Field(default=0, ge=0, description="bytes/s, 0 = unlimited")
+    download_limit: int = Field(default=0, ge=0, description="bytes/s, 0 = unlimited")
+    seed_time: float = Field(default=3600.0, ge=0)
+    web_seed_after: float = Field(default=10.0, ge=0)
+    local_discovery: bool = True
+    download_timeout: float = Field(default=3600.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _host_port(value, "listen")
+
+
+class AgentConfig(StrictModel):
+    agent: AgentSection = AgentSection()
+    hub: HubSection = HubSection()
+    p2p: P2PSection = P2PSection()
+
+    @property
+    def hub_url(self) -> str:
+        return self.hub.url.rstrip("/")
+
+    @classmethod
+    def load(cls, path: Path) -> AgentConfig:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{path}: no such file (pass --config FILE, or copy config/agent.toml there)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        return parse_model(cls, data, str(path), ConfigError)

@@ -1,0 +1,162 @@
+"""`meisitong-agent run`: the endpoint daemon.
+
+One nursery holds everything: the libtorrent session (downloads and seeding), the
+outbox loop that delivers signed results until the hub has them, and the main loop that
+first finishes whatever the journal says was interrupted, then refreshes signed
+metadata, selects the rollouts that apply to this device, and deploys them one by one.
+A failure of one cycle (hub unreachable, bad metadata) is logged and retried; the
+daemon keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import trio
+
+from agent.config import AgentConfig
+from agent.deployment import DeploymentContext, DeploymentRun, RetryLater, start_deployment
+from agent.device_identity import DeviceIdentity
+from agent.errors import AgentError, MetadataError, TargetNotFoundError, WireFormatError
+from agent.hub_client import DeliveryError, HubClient, RecordRefusedError
+from agent.install_prefix import InstallPrefix
+from agent.journal import Journal, utc_now
+from agent.metadata_client import MetadataClient
+from agent.peer_session import PeerSession
+from agent.rollout_selection import select_releases
+from agent.state_dir import StateDir
+from agent.wire.release import ReleaseInfo
+from agent.wire.rollout import GroupRollouts
+
+log = logging.getLogger(__name__)
+
+OUTBOX_RETRY_SECONDS = 10.0
+
+
+class AgentDaemon:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.state = StateDir(config.agent.state_dir)
+        enrollment = self.state.read_enrollment()
+        self.hub_url = (config.hub_url or enrollment["hub_url"]).rstrip("/")
+        self.identity = DeviceIdentity.load(self.state.device_key)
+        self.journal = Journal(self.state.journal)
+        self.metadata = MetadataClient(
+            self.state.metadata,
+            self.state.targets,
+            self.hub_url,
+            trusted_root=self.state.trusted_root.read_bytes(),
+        )
+        self.hub = HubClient(self.hub_url, config.hub.timeout)
+        self.peers = PeerSession(
+            listen=config.p2p.listen,
+            upload_limit=config.p2p.upload_limit,
+            download_limit=config.p2p.download_limit,
+            local_discovery=config.p2p.local_discovery,
+            seed_time=config.p2p.seed_time,
+        )
+        self.ctx = DeploymentContext(
+            journal=self.journal,
+            state_dir=self.state,
+            identity=self.identity,
+            metadata=self.metadata,
+            peers=self.peers,
+            prefix=InstallPrefix(config.agent.install_prefix),
+            hub_url=self.hub_url,
+            web_seed_after=config.p2p.web_seed_after,
+            download_timeout=config.p2p.download_timeout,
+            on_activity=lambda text: self.journal.set_status("activity", text),
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.journal.set_status("daemon", f"running, pid {os.getpid()}, since {utc_now()}")
+        log.info("agent %s (group %s, site %s) using hub %s", self.identity.device_id,
+                 self.config.agent.group, self.config.agent.site, self.hub_url)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.peers.run)
+                nursery.start_soon(self._outbox_loop)
+                task_status.started()
+                await self._main_loop()
+        finally:
+            self.journal.set_status("daemon", f"stopped at {utc_now()}")
+            self.journal.set_status("activity", "idle")
+
+    async def _main_loop(self) -> None:
+        while True:
+            try:
+                await self.cycle()
+                self.journal.set_status("last_error", "")
+            except AgentError as exc:
+                log.error("%s", exc)
+                self.journal.set_status("last_error", str(exc))
+            self.journal.set_status("activity", "idle")
+            await trio.sleep(self.config.agent.poll_interval)
+
+    async def cycle(self) -> None:
+        """Finish interrupted work, refresh metadata, deploy what applies to this device."""
+        for deployment in self.journal.unfinished():
+            await self._deploy(deployment.release)
+        self.journal.set_status("activity", "refreshing metadata")
+        try:
+            await trio.to_thread.run_sync(self.metadata.refresh)
+        except MetadataError:
+            self.journal.set_status("metadata", f"refresh FAILED at {utc_now()}")
+            raise
+        self.journal.set_status("metadata", f"refreshed at {utc_now()}")
+        group = self.config.agent.group
+        document_bytes = await trio.to_thread.run_sync(self.metadata.rollout_document, group)
+        if document_bytes is None:
+            return
+        document = GroupRollouts.from_bytes(document_bytes, f"rollouts/{group}.json")
+        releases, targets = {}, {}
+        for entry in document.rollouts:
+            try:
+                target = await trio.to_thread.run_sync(
+                    self.metadata.release_target, entry.release
+                )
+                releases[entry.release] = ReleaseInfo.from_custom(target.custom, entry.release)
+                targets[entry.release] = target
+            except (TargetNotFoundError, WireFormatError) as exc:
+                log.warning("rollout of %s ignored: %s", entry.release, exc)
+        installed = {
+            name: version
+            for name in {info.manifest.name for info in releases.values()}
+            if (version := self.journal.installed_version(name)) is not None
+        }
+        candidates, skipped = select_releases(
+            document, self.identity.device_id, releases, installed
+        )
+        for skip in skipped:
+            log.debug("not deploying %s: %s", skip.release, skip.why)
+        for candidate in candidates:
+            if self.journal.get(candidate.release) is None:
+                start_deployment(self.journal, candidate.release, targets[candidate.release])
+                await self._deploy(candidate.release)
+
+    async def _deploy(self, release: str) -> None:
+        try:
+            finished = await DeploymentRun(self.ctx, release).run()
+        except RetryLater as exc:
+            log.warning("%s: will retry: %s", release, exc)
+            return
+        log.info("%s: %s %s", release, finished.state, finished.reason)
+
+    async def _outbox_loop(self) -> None:
+        while True:
+            # A fresh event before reading the outbox: a result journaled while we send
+            # sets it, so it goes out at once rather than after the retry delay.
+            results_waiting = trio.Event()
+            self.ctx.on_result = results_waiting.set
+            for record_id, body in self.journal.undelivered():
+                try:
+                    await self.hub.post_result(body)
+                except DeliveryError as exc:
+                    log.info("results wait in the outbox: %s", exc)
+                    break
+                except RecordRefusedError as exc:
+                    log.error("hub refused result %s for good: %s", record_id, exc)
+                self.journal.mark_delivered(record_id)
+            with trio.move_on_after(OUTBOX_RETRY_SECONDS):
+                await results_waiting.wait()

@@ -1,0 +1,46 @@
+"""`meisitong-agent enroll`: trust the hub's root only if it matches the token's hash."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+
+from agent.atomic_file import write_atomic
+from agent.config import AgentConfig
+from agent.device_identity import DeviceIdentity
+from agent.errors import EnrollmentError
+from agent.hub_client import HubClient
+from agent.state_dir import StateDir
+from agent.wire.enrollment import EnrollmentToken, EnrollRequest
+
+
+async def enroll(config: AgentConfig, hub_url: str, token_text: str) -> tuple[str, str]:
+    """Returns (device id, status). Nothing is written unless the root hash matches."""
+    token = EnrollmentToken.parse(token_text)
+    client = HubClient(hub_url, config.hub.timeout)
+    root = await client.fetch_initial_root()
+    actual = hashlib.sha256(root).hexdigest()
+    if actual != token.root_sha256:
+        raise EnrollmentError(
+            f"the root metadata served by {hub_url} has SHA-256 {actual}, but the token "
+            f"expects {token.root_sha256}: wrong hub, or someone in between; nothing trusted"
+        )
+    state = StateDir(config.agent.state_dir)
+    state.create()
+    identity = DeviceIdentity.load_or_create(state.device_key)
+    import base64
+
+    request = EnrollRequest(
+        token_secret=token.secret,
+        device_id=identity.device_id,
+        public_key=base64.b64encode(identity.public_key_raw).decode("ascii"),
+        name=config.agent.name or socket.gethostname(),
+        hostname=socket.gethostname(),
+        group=config.agent.group,
+        site=config.agent.site,
+        labels=config.agent.labels,
+    ).signed_with(identity.private_key)
+    response = await client.enroll(request)
+    write_atomic(state.trusted_root, root, mode=0o600)
+    state.write_enrollment(hub_url.rstrip("/"), identity.device_id, response.status)
+    return identity.device_id, response.status

@@ -1,0 +1,75 @@
+"""Talking to the hub over HTTP (httpx under trio): trusted root, enrollment, results."""
+
+from __future__ import annotations
+
+import httpx
+
+from agent.errors import AgentError, EnrollmentError
+from agent.wire.enrollment import EnrollRequest, EnrollResponse
+from agent.wire.validation import parse_model
+
+
+class DeliveryError(AgentError):
+    """The hub could not be reached or failed; the record stays in the outbox."""
+
+
+class RecordRefusedError(AgentError):
+    """The hub refused the record itself (malformed or bad signature); retrying won't help."""
+
+
+class HubClient:
+    def __init__(self, hub_url: str, timeout: float = 30.0) -> None:
+        self.hub_url = hub_url.rstrip("/")
+        self.timeout = timeout
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.hub_url, timeout=self.timeout)
+
+    async def fetch_initial_root(self) -> bytes:
+        try:
+            async with self._client() as client:
+                response = await client.get("/metadata/1.root.json")
+        except httpx.HTTPError as exc:
+            raise EnrollmentError(f"cannot reach hub {self.hub_url}: {exc}") from None
+        if response.status_code != 200:
+            raise EnrollmentError(
+                f"{self.hub_url}/metadata/1.root.json answered HTTP {response.status_code}"
+            )
+        return response.content
+
+    async def enroll(self, request: EnrollRequest) -> EnrollResponse:
+        try:
+            async with self._client() as client:
+                response = await client.post(
+                    "/api/v1/enroll", json=request.model_dump(mode="json")
+                )
+        except httpx.HTTPError as exc:
+            raise EnrollmentError(f"cannot reach hub {self.hub_url}: {exc}") from None
+        if response.status_code != 200:
+            raise EnrollmentError(
+                f"hub {self.hub_url} refused enrollment (HTTP {response.status_code}): "
+                f"{_error_text(response)}"
+            )
+        return parse_model(EnrollResponse, response.json(), "enroll response", EnrollmentError)
+
+    async def post_result(self, body: bytes) -> bool:
+        """True if the hub stored it now, False if it had it already."""
+        try:
+            async with self._client() as client:
+                response = await client.post(
+                    "/api/v1/results", content=body, headers={"content-type": "application/json"}
+                )
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"cannot reach hub {self.hub_url}: {exc}") from None
+        if response.status_code in (200, 201):
+            return response.status_code == 201
+        if response.status_code in (400, 413):
+            raise RecordRefusedError(f"hub refused the record: {_error_text(response)}")
+        raise DeliveryError(f"hub answered HTTP {response.status_code}: {_error_text(response)}")
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except ValueError:
+        return response.text[:200]

@@ -1,0 +1,236 @@
+"""The agent's durable journal: deployments, their transitions, the result outbox.
+
+SQLite in WAL mode with synchronous=FULL, so a transition is on disk before the action
+it announces starts. A terminal transition and its result record are written in one
+transaction: a result can be neither lost nor duplicated by a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.lifecycle import TERMINAL, State, check_transition
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deployments (
+    release TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    release TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    record_id TEXT PRIMARY KEY,
+    release TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE TABLE IF NOT EXISTS installed (
+    name TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    release TEXT NOT NULL,
+    installed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agent_status (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    release: str
+    name: str
+    version: str
+    state: State
+    reason: str
+    detail: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+
+class Journal:
+    """One connection per journal; open it in the thread (or task) that uses it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def get(self, release: str) -> Deployment | None:
+        row = self._db.execute(
+            "SELECT release, name, version, state, reason, detail, created_at, updated_at "
+            "FROM deployments WHERE release = ?",
+            (release,),
+        ).fetchone()
+        return _deployment(row) if row else None
+
+    def deployments(self) -> list[Deployment]:
+        rows = self._db.execute(
+            "SELECT release, name, version, state, reason, detail, created_at, updated_at "
+            "FROM deployments ORDER BY created_at, release"
+        ).fetchall()
+        return [_deployment(row) for row in rows]
+
+    def unfinished(self) -> list[Deployment]:
+        return [d for d in self.deployments() if not d.finished]
+
+    def create(
+        self, release: str, name: str, version: str, detail: dict[str, Any] | None = None
+    ) -> Deployment:
+        """A new deployment; `detail` pins the signed release data it acts on, so recovery
+        after a crash needs no network."""
+        now = utc_now()
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO deployments (release, name, version, state, detail, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (release, name, version, State.PENDING, json.dumps(detail or {}), now, now),
+            )
+            db.execute(
+                "INSERT INTO transitions (release, from_state, to_state, reason, at) "
+                "VALUES (?, NULL, ?, 'new', ?)",
+                (release, State.PENDING, now),
+            )
+        deployment = self.get(release)
+        assert deployment is not None
+        return deployment
+
+    def transition(
+        self,
+        release: str,
+        new_state: State,
+        reason: str = "",
+        detail: dict[str, Any] | None = None,
+        result: tuple[str, bytes] | None = None,
+        installed: tuple[str, str] | None = None,
+    ) -> Deployment:
+        """Record `new_state` durably; with it, atomically, a result for the outbox
+        (record_id, body) and what is now installed (name, version)."""
+        now = utc_now()
+        with self._transaction() as db:
+            current = self.get(release)
+            if current is None:
+                raise KeyError(release)
+            check_transition(current.state, new_state)
+            merged = {**current.detail, **(detail or {})}
+            db.execute(
+                "UPDATE deployments SET state = ?, reason = ?, detail = ?, updated_at = ? "
+                "WHERE release = ?",
+                (new_state, reason, json.dumps(merged), now, release),
+            )
+            db.execute(
+                "INSERT INTO transitions (release, from_state, to_state, reason, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (release, current.state, new_state, reason, now),
+            )
+            if result is not None:
+                db.execute(
+                    "INSERT INTO outbox (record_id, release, body, created_at) VALUES (?,?,?,?)",
+                    (result[0], release, result[1], now),
+                )
+            if installed is not None:
+                db.execute(
+                    "INSERT INTO installed (name, version, release, installed_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                    "version = excluded.version, release = excluded.release, "
+                    "installed_at = excluded.installed_at",
+                    (installed[0], installed[1], release, now),
+                )
+        updated = self.get(release)
+        assert updated is not None
+        return updated
+
+    def transitions(self, release: str) -> list[tuple[str | None, str, str, str]]:
+        return self._db.execute(
+            "SELECT from_state, to_state, reason, at FROM transitions WHERE release = ? "
+            "ORDER BY id",
+            (release,),
+        ).fetchall()
+
+    def installed_version(self, name: str) -> str | None:
+        row = self._db.execute("SELECT version FROM installed WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def undelivered(self) -> list[tuple[str, bytes]]:
+        return self._db.execute(
+            "SELECT record_id, body FROM outbox WHERE delivered_at IS NULL ORDER BY created_at"
+        ).fetchall()
+
+    def mark_delivered(self, record_id: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET delivered_at = ? WHERE record_id = ?", (utc_now(), record_id)
+            )
+
+    def outbox_counts(self) -> tuple[int, int]:
+        """(delivered, waiting)."""
+        row = self._db.execute(
+            "SELECT SUM(delivered_at IS NOT NULL), SUM(delivered_at IS NULL) FROM outbox"
+        ).fetchone()
+        return int(row[0] or 0), int(row[1] or 0)
+
+    def set_status(self, key: str, value: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO agent_status (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (key, value, utc_now()),
+            )
+
+    def status(self) -> dict[str, tuple[str, str]]:
+        rows = self._db.execute("SELECT key, value, updated_at FROM agent_status").fetchall()
+        return {key: (value, at) for key, value, at in rows}
+
+
+def _deployment(row: tuple[Any, ...]) -> Deployment:
+    release, name, version, state, reason, detail, created_at, updated_at = row
+    return Deployment(
+        release, name, version, State(state), reason, json.loads(detail), created_at, updated_at
+    )

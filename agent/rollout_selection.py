@@ -1,0 +1,75 @@
+"""Which releases this device should deploy now — pure logic over signed data.
+
+A device decides its own stage membership from a stable hash of (device id, release), so
+membership only grows as a stage widens and the metadata needs no per-device list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from packaging.version import Version
+
+from agent.wire.release import ReleaseInfo
+from agent.wire.rollout import GroupRollouts, RolloutState
+
+
+def rollout_bucket(device_id: str, release: str) -> float:
+    """A number in [0, 100), uniform over devices, fixed for a (device, release) pair."""
+    digest = hashlib.sha256(f"{device_id}\n{release}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+
+@dataclass(frozen=True)
+class Candidate:
+    release: str
+    info: ReleaseInfo
+
+
+@dataclass(frozen=True)
+class Skipped:
+    release: str
+    why: str
+
+
+def select_releases(
+    document: GroupRollouts,
+    device_id: str,
+    releases: dict[str, ReleaseInfo],
+    installed: dict[str, str],
+) -> tuple[list[Candidate], list[Skipped]]:
+    """Newest eligible release per name that is not installed yet.
+
+    `releases` maps release target paths to their admin-signed info (a rollout entry
+    without one is skipped: the rollout role cannot create releases). `installed` maps
+    release names to installed versions; an older version is a downgrade and is taken only
+    when the release is signed as a rollback release.
+    """
+    best: dict[str, Candidate] = {}
+    skipped: list[Skipped] = []
+    for entry in document.rollouts:
+        info = releases.get(entry.release)
+        if info is None:
+            skipped.append(Skipped(entry.release, "not a signed release"))
+            continue
+        if entry.state is not RolloutState.ACTIVE:
+            skipped.append(Skipped(entry.release, f"rollout is {entry.state}"))
+            continue
+        if rollout_bucket(device_id, entry.release) >= entry.stage_percent:
+            skipped.append(Skipped(entry.release, f"not in stage ({entry.stage_percent}%)"))
+            continue
+        manifest = info.manifest
+        current = installed.get(manifest.name)
+        if current is not None:
+            if Version(current) == manifest.parsed_version:
+                continue
+            if Version(current) > manifest.parsed_version and not manifest.rollback:
+                skipped.append(
+                    Skipped(entry.release, f"downgrade from {current} refused (not a rollback release)")
+                )
+                continue
+        previous = best.get(manifest.name)
+        if previous is None or manifest.parsed_version > previous.info.manifest.parsed_version:
+            best[manifest.name] = Candidate(entry.release, info)
+    return sorted(best.values(), key=lambda c: c.release), skipped

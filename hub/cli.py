@@ -1,0 +1,305 @@
+"""`meisitong-hub`: the admin's commands. One command per intent, `--json` on every read,
+errors as one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from agent.errors import AgentError
+from hub.errors import HubError
+from hub.hub_dir import HubDir, resolve_hub_dir
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console()
+errors = Console(stderr=True)
+
+
+def hub_dir_option(command: F) -> F:
+    """Every hub command takes --dir (default MEISITONG_HUB_DIR, else /var/lib/meisitong/hub)."""
+    return click.option(
+        "--dir", "hub_dir", default=None, metavar="DIR",
+        help="hub directory [env MEISITONG_HUB_DIR; default /var/lib/meisitong/hub]",
+    )(command)
+
+
+def friendly_errors(command: F) -> F:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (HubError, AgentError) as exc:
+            errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def parse_duration(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise click.BadParameter(f"{text!r}: use a number and a unit, e.g. 30m, 24h, 7d")
+    return timedelta(seconds=int(text[:-1]) * units[text[-1]])
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
+def main(verbose: int) -> None:
+    """Meisitong hub: publish signed releases, roll them out, watch the fleet."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@hub_dir_option
+@click.option("--offline-keys", type=click.Path(path_type=Path), default=None,
+              help="where to write the root and release keys [default DIR/offline-keys]")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HTTP IP:PORT")
+@click.option("--public-url", default="", help="how agents reach the hub [http://LISTEN]")
+@click.option("--seed-listen", default="127.0.0.1:6881", show_default=True,
+              help="BitTorrent seeder IP:PORT")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@friendly_errors
+def init(hub_dir: str | None, offline_keys: Path | None, listen: str, public_url: str,
+         seed_listen: str, as_json: bool) -> None:
+    """Create a hub directory: TUF repository, keys, database, enrollment token."""
+    from hub.hub_init import initialize_hub
+
+    created = initialize_hub(
+        HubDir(resolve_hub_dir(hub_dir)), offline_keys, listen, public_url, seed_listen
+    )
+    if as_json:
+        emit_json(created)
+        return
+    console.print(f"hub directory      {created['dir']}")
+    console.print(f"offline keys       {created['offline_keys']}  [yellow](move these off the "
+                  "server; `publish` needs the release key)[/yellow]")
+    console.print(f"root sha256        {created['root_sha256']}")
+    console.print(f"enrollment token   {created['token']}")
+
+
+@main.group()
+def token() -> None:
+    """Enrollment tokens."""
+
+
+@token.command("create")
+@hub_dir_option
+@click.option("--valid-for", default=None, help="e.g. 24h, 7d [default: no expiry]")
+@click.option("--max-uses", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def token_create(hub_dir: str | None, valid_for: str | None, max_uses: int | None,
+                 as_json: bool) -> None:
+    """Print a new enrollment token (it carries the trusted root's hash)."""
+    from hub.database import HubDatabase
+    from hub.enrollment import create_token
+    from hub.tuf_repository import HubRepository
+
+    directory = HubDir(resolve_hub_dir(hub_dir))
+    directory.require_initialized()
+    database = HubDatabase(directory.database)
+    try:
+        created = create_token(
+            database, HubRepository(directory).root_sha256(),
+            parse_duration(valid_for) if valid_for else None, max_uses,
+        )
+    finally:
+        database.close()
+    if as_json:
+        emit_json({"token": str(created)})
+    else:
+        click.echo(str(created))
+
+
+@main.command()
+@hub_dir_option
+@click.argument("release_file", type=click.Path(path_type=Path))
+@click.argument("payload", type=click.Path(path_type=Path))
+@click.option("--offline-keys", type=click.Path(path_type=Path), default=None,
+              help="directory holding the release key [default DIR/offline-keys]")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def publish(hub_dir: str | None, release_file: Path, payload: Path,
+            offline_keys: Path | None, as_json: bool) -> None:
+    """Sign RELEASE_FILE (TOML) and PAYLOAD as a release, and make its torrent."""
+    from hub.publisher import publish_release
+
+    directory = HubDir(resolve_hub_dir(hub_dir))
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TimeRemainingColumn(), console=errors, transient=True, disable=as_json,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        published = publish_release(directory, release_file, payload, offline_keys, progress)
+    if as_json:
+        emit_json(published.__dict__)
+        return
+    console.print(f"published {published.name} {published.version}: {published.target}")
+    console.print(f"  sha256 {published.sha256}  {published.length} bytes "
+                  f"(hashed in {published.hash_seconds:.2f} s, torrent in "
+                  f"{published.torrent_seconds:.2f} s)")
+    console.print(f"  torrent v1 {published.info_hash_v1}  v2 {published.info_hash_v2}")
+
+
+@main.group()
+def rollout() -> None:
+    """Roll a published release out to a device group."""
+
+
+@rollout.command("start")
+@hub_dir_option
+@click.argument("release")
+@click.option("--group", required=True, help="device group")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def rollout_start(hub_dir: str | None, release: str, group: str, as_json: bool) -> None:
+    """Start rolling RELEASE (NAME or NAME@VERSION) out to --group."""
+    from hub.rollouts import start_rollout
+
+    entry = start_rollout(HubDir(resolve_hub_dir(hub_dir)), release, group)
+    if as_json:
+        emit_json({"group": group, **entry.model_dump(mode="json")})
+    else:
+        console.print(f"rollout of {entry.release} to group {group}: {entry.state}, "
+                      f"{entry.stage_percent}%")
+
+
+@main.command()
+@hub_dir_option
+@friendly_errors
+def serve(hub_dir: str | None) -> None:
+    """Serve metadata, payloads, tracker and API; seed payloads; keep metadata fresh."""
+    import trio
+
+    from hub.config import HubConfig
+    from hub.serve import HubServer
+
+    directory = HubDir(resolve_hub_dir(hub_dir))
+    directory.require_initialized()
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    server = HubServer(directory, HubConfig.load(directory.config_file))
+    try:
+        trio.run(server.run)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@hub_dir_option
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def status(hub_dir: str | None, as_json: bool) -> None:
+    """Every release's rollouts and each device's result."""
+    from hub.database import HubDatabase
+    from hub.status_report import status_report
+
+    directory = HubDir(resolve_hub_dir(hub_dir))
+    directory.require_initialized()
+    database = HubDatabase(directory.database)
+    try:
+        report = status_report(database)
+    finally:
+        database.close()
+    if as_json:
+        emit_json(report)
+        return
+    if not report["releases"]:
+        console.print("no releases published yet")
+    for release in report["releases"]:
+        rollouts = ", ".join(
+            f"{r['group']} {r['state']} {r['stage_percent']}%" for r in release["rollouts"]
+        ) or "not rolled out"
+        sent = release["hub_bytes_sent"]
+        console.print(
+            f"[bold]{release['name']} {release['version']}[/bold] ({release['severity']}, "
+            f"{release['category']}) — {rollouts}; hub sent {sent['seeder']} B by seeder, "
+            f"{sent['web_seed']} B by web seed for a {release['length']} B payload"
+        )
+        table = Table("device", "group", "site", "outcome", "reason", "finished")
+        for device in release["devices"]:
+            table.add_row(device["name"], device["group"], device["site"], device["outcome"],
+                          device["reason"], device["finished_at"] or "")
+        console.print(table)
+
+
+@main.group()
+def devices() -> None:
+    """Enrolled devices."""
+
+
+@devices.command("list")
+@hub_dir_option
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def devices_list(hub_dir: str | None, as_json: bool) -> None:
+    """Every enrolled device with its group, site and last contact."""
+    from hub.database import HubDatabase
+
+    directory = HubDir(resolve_hub_dir(hub_dir))
+    directory.require_initialized()
+    database = HubDatabase(directory.database)
+    try:
+        rows = [
+            {"device_id": d.device_id, "name": d.name, "group": d.group, "site": d.site,
+             "status": d.status, "enrolled_at": d.enrolled_at, "last_seen": d.last_seen}
+            for d in database.devices()
+        ]
+    finally:
+        database.close()
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("device", "name", "group", "site", "status", "last seen")
+    for row in rows:
+        table.add_row(row["device_id"], row["name"], row["group"], row["site"], row["status"],
+                      row["last_seen"] or "")
+    console.print(table)
+
+
+@main.command()
+@hub_dir_option
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@friendly_errors
+def audit(hub_dir: str | None, as_json: bool, limit: int) -> None:
+    """Who did what, when: the append-only audit log, newest last."""
+    from hub.database import HubDatabase
+
+    directory = HubDir(resolve_hub_dir(hub_dir))
+    directory.require_initialized()
+    database = HubDatabase(directory.database)
+    try:
+        rows = [dict(row) for row in database.query(
+            "SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,))]
+    finally:
+        database.close()
+    for row in rows:
+        row["detail"] = json.loads(row["detail"])
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        console.print(f"{row['at']}  {row['actor']:<24} {row['action']:<16} {row['subject']}  "
+                      f"{json.dumps(row['detail'], sort_keys=True)}", highlight=False)

@@ -1,0 +1,65 @@
+"""hub.toml: the serving hub's settings, validated as a whole before anything starts."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from agent.config import _host_port
+from agent.wire.validation import StrictModel, parse_model
+from hub.errors import HubConfigError
+
+
+class ServerSection(StrictModel):
+    listen: str = "127.0.0.1:8080"
+    public_url: str = Field(
+        default="", description="how agents reach this hub; http://LISTEN when empty"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _host_port(value, "listen")
+
+
+class SeedingSection(StrictModel):
+    listen: str = "127.0.0.1:6881"
+    upload_limit: int = Field(default=0, ge=0, description="bytes/s, 0 = unlimited")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _host_port(value, "listen")
+
+
+class TrackerSection(StrictModel):
+    interval: int = Field(default=30, ge=5, le=3600)
+
+
+class MetadataSection(StrictModel):
+    refresh_check_interval: float = Field(default=300.0, ge=1, le=86400)
+
+
+class HubConfig(StrictModel):
+    server: ServerSection = ServerSection()
+    seeding: SeedingSection = SeedingSection()
+    tracker: TrackerSection = TrackerSection()
+    metadata: MetadataSection = MetadataSection()
+
+    @property
+    def public_url(self) -> str:
+        return (self.server.public_url or f"http://{self.server.listen}").rstrip("/")
+
+    @classmethod
+    def load(cls, path: Path) -> HubConfig:
+        if not path.exists():
+            return cls()
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise HubConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise HubConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        return parse_model(cls, data, str(path), HubConfigError)

@@ -1,0 +1,132 @@
+"""`meisitong-hub serve`: one process that serves HTTP, seeds payloads and keeps the
+online metadata fresh.
+
+Tasks, all in one nursery: the HTTP server (Hypercorn's trio worker), the libtorrent
+seeder, a loop that starts seeding releases published while the server runs, a loop that
+re-signs the timestamp before it expires, and a loop that records how many payload bytes
+left the hub (seeder and web seed) so `status` can show it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from hub.config import HubConfig
+from hub.database import HubDatabase
+from hub.hub_dir import HubDir
+from hub.seeder import HubSeeder
+from hub.tracker import Swarms, make_announce_route
+from hub.tuf_repository import HubRepository
+from hub.web_app import CountingFiles, make_app
+
+log = logging.getLogger(__name__)
+
+RELEASE_POLL_SECONDS = 2.0
+STATS_FLUSH_SECONDS = 2.0
+
+
+class HubServer:
+    def __init__(self, hub_dir: HubDir, config: HubConfig) -> None:
+        hub_dir.require_initialized()
+        self.hub_dir = hub_dir
+        self.config = config
+        self.swarms = Swarms(interval=config.tracker.interval)
+        self.app = make_app(hub_dir, [make_announce_route(self.swarms)])
+        self.seeder = HubSeeder(
+            listen=config.seeding.listen,
+            upload_limit=config.seeding.upload_limit,
+            tracker_url=f"{config.public_url}/announce",
+        )
+        self._seeded: dict[str, str] = {}  # info_hash_v1 -> release target
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        http_config = HypercornConfig()
+        http_config.bind = [self.config.server.listen]
+        http_config.accesslog = None
+        http_config.errorlog = logging.getLogger("hub.http")  # type: ignore[assignment]
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.seeder.run)
+                await self._seed_new_releases()
+                nursery.start_soon(self._release_loop)
+                nursery.start_soon(self._metadata_loop)
+                nursery.start_soon(self._stats_loop)
+                await nursery.start(hypercorn_serve, self.app, http_config)
+                log.info(
+                    "hub serving on %s (public %s), seeding on %s",
+                    self.config.server.listen, self.config.public_url, self.config.seeding.listen,
+                )
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                self._flush_stats()
+            self.seeder.close()
+
+    async def _seed_new_releases(self) -> None:
+        def published() -> list[tuple[str, str, str]]:
+            database = HubDatabase(self.hub_dir.database)
+            try:
+                return [
+                    (row["target"], row["torrent_target"], row["info_hash_v1"])
+                    for row in database.query("SELECT * FROM releases")
+                ]
+            finally:
+                database.close()
+
+        for target, torrent_target, info_hash in await trio.to_thread.run_sync(published):
+            if info_hash in self._seeded:
+                continue
+            torrent = self._torrent_file(torrent_target)
+            payload = self.hub_dir.payloads / target
+            if torrent is None or not payload.exists():
+                log.error("release %s: payload or torrent missing on disk; not seeding", target)
+                continue
+            self.seeder.add(torrent.read_bytes(), payload)
+            self._seeded[info_hash] = target
+            log.info("seeding %s", target)
+
+    def _torrent_file(self, torrent_target: str) -> Path | None:
+        """Targets are stored under consistent-snapshot names `HASH.NAME`."""
+        directory = self.hub_dir.targets / Path(torrent_target).parent
+        matches = sorted(directory.glob(f"*.{Path(torrent_target).name}"))
+        return matches[-1] if matches else None
+
+    async def _release_loop(self) -> None:
+        while True:
+            await trio.sleep(RELEASE_POLL_SECONDS)
+            await self._seed_new_releases()
+
+    async def _metadata_loop(self) -> None:
+        while True:
+            try:
+                refreshed = await trio.to_thread.run_sync(
+                    lambda: HubRepository(self.hub_dir).refresh_timestamp()
+                )
+                if refreshed:
+                    log.info("re-signed timestamp metadata")
+            except Exception:
+                log.exception("could not refresh timestamp metadata; agents will see it expire")
+            await trio.sleep(self.config.metadata.refresh_check_interval)
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await trio.sleep(STATS_FLUSH_SECONDS)
+            await trio.to_thread.run_sync(self._flush_stats)
+
+    def _flush_stats(self) -> None:
+        payload_files: CountingFiles = self.app.state.payload_files
+        database = HubDatabase(self.hub_dir.database)
+        try:
+            for info_hash, stats in self.seeder.stats().items():
+                target = self._seeded.get(info_hash)
+                if target:
+                    database.set_transfer_bytes(target, "seeder", stats.total_payload_upload)
+            for path, sent in list(payload_files.sent.items()):
+                database.set_transfer_bytes(path, "web-seed", sent)
+        finally:
+            database.close()

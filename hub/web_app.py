@@ -1,0 +1,142 @@
+"""The hub's HTTP face: static TUF metadata and targets, payloads (the web seed), the
+tracker, and the small JSON API for enrollment and results.
+
+Metadata and payloads are static files: any web server or CDN could serve them, and TUF
+makes that safe. The API validates every body against the wire formats and refuses a bad
+one with a 4xx naming the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
+
+from agent.errors import AgentError
+from agent.wire.enrollment import EnrollRequest
+from agent.wire.result import SignedResult
+from agent.wire.validation import parse_model
+from hub.database import HubDatabase
+from hub.enrollment import enroll_device
+from hub.errors import EnrollmentRefusedError, HubError, UnknownDeviceError
+from hub.hub_dir import HubDir
+from hub.results_store import ingest_result
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class CountingFiles:
+    """Wraps a static-file app and counts the body bytes it sends per path, so the hub
+    knows how much of each payload left it over HTTP (the web seed)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+        self.sent: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", "")).lstrip("/")
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                self.sent[path] += len(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def make_app(hub_dir: HubDir, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    """The ASGI app. `extra_routes` carries the tracker's announce route."""
+    payload_files = CountingFiles(StaticFiles(directory=hub_dir.payloads, check_dir=False))
+
+    async def in_database(work: Callable[[HubDatabase], Any]) -> Any:
+        def run() -> Any:
+            database = HubDatabase(hub_dir.database)
+            try:
+                return work(database)
+            finally:
+                database.close()
+
+        return await trio.to_thread.run_sync(run)
+
+    async def parse_json(request: Request) -> Any:
+        body = await read_body(request)
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AgentError(f"request body is not JSON: {exc}") from None
+
+    async def enroll(request: Request) -> Response:
+        try:
+            enroll_request = parse_model(EnrollRequest, await parse_json(request), "enroll request")
+            status = await in_database(lambda db: enroll_device(db, enroll_request))
+        except BodyTooLargeError as exc:
+            return _error(413, str(exc))
+        except EnrollmentRefusedError as exc:
+            log.warning("enrollment refused from %s: %s", request.client, exc)
+            return _error(403, str(exc))
+        except AgentError as exc:
+            return _error(400, str(exc))
+        return JSONResponse({"device_id": enroll_request.device_id, "status": status})
+
+    async def results(request: Request) -> Response:
+        try:
+            signed = SignedResult.from_bytes(await read_body(request), "result record")
+            outcome = await in_database(lambda db: ingest_result(db, signed))
+        except BodyTooLargeError as exc:
+            return _error(413, str(exc))
+        except UnknownDeviceError as exc:
+            return _error(404, str(exc))
+        except AgentError as exc:  # malformed, or the signature does not verify
+            log.warning("result refused from %s: %s", request.client, exc)
+            return _error(400, str(exc))
+        return JSONResponse({"stored": outcome.stored}, status_code=201 if outcome.stored else 200)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def hub_errors(request: Request, exc: Exception) -> Response:
+        return _error(400, str(exc))
+
+    routes: list[BaseRoute] = [
+        Route("/api/v1/health", health),
+        Route("/api/v1/enroll", enroll, methods=["POST"]),
+        Route("/api/v1/results", results, methods=["POST"]),
+        Mount("/metadata", StaticFiles(directory=hub_dir.metadata, check_dir=False)),
+        Mount("/targets", StaticFiles(directory=hub_dir.targets, check_dir=False)),
+        Mount("/payloads", payload_files),
+        *(extra_routes or []),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HubError: hub_errors})
+    app.state.payload_files = payload_files
+    return app
