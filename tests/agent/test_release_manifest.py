@@ -1,0 +1,70 @@
+"""RELEASE.toml is validated as a whole; every error names the file and the key."""
+
+from pathlib import Path
+
+import pytest
+
+from agent.errors import WireFormatError
+from agent.wire.release import ReleaseManifest
+
+GOOD = """
+name = "demo-app"
+version = "1.2.0"
+severity = "critical"
+category = "application"
+
+[install]
+type = "file-tree"
+root = "/opt/demo-app"
+
+[[health]]
+type = "tcp"
+port = 8080
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "RELEASE.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_manifest_parses_with_defaults(tmp_path):
+    manifest = ReleaseManifest.from_toml_file(write(tmp_path, GOOD))
+    assert manifest.name == "demo-app"
+    assert manifest.health[0].retries == 3
+    assert manifest.rollback is False
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (("severity = \"critical\"", "severity = \"urgent\""), "severity"),
+        (("version = \"1.2.0\"", "version = \"one\""), "version"),
+        (("root = \"/opt/demo-app\"", "root = \"opt/demo-app\""), "install.file-tree.root"),
+        (("port = 8080", "port = 80800"), "health.0.tcp.port"),
+        (("name = \"demo-app\"", "name = \"Demo App\""), "name"),
+        (("category = \"application\"", "category = \"application\"\ncolour = \"red\""), "colour"),
+    ],
+)
+def test_bad_manifest_error_names_the_key(tmp_path, change, key):
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(WireFormatError) as error:
+        ReleaseManifest.from_toml_file(path)
+    assert str(path) in str(error.value)
+    assert key in str(error.value)
+
+
+def test_manifest_that_is_not_toml_names_the_file(tmp_path):
+    path = write(tmp_path, "name = [unclosed")
+    with pytest.raises(WireFormatError, match="not valid TOML"):
+        ReleaseManifest.from_toml_file(path)
+
+
+def test_command_pair_program_must_stay_inside_payload(tmp_path):
+    text = GOOD.replace(
+        'type = "file-tree"\nroot = "/opt/demo-app"',
+        'type = "command-pair"\ninstall = "../../bin/sh"\nrollback = "rollback.sh"',
+    )
+    with pytest.raises(WireFormatError, match="install.command-pair.install"):
+        ReleaseManifest.from_toml_file(write(tmp_path, text))
