@@ -1,0 +1,259 @@
+"""The hub's BitTorrent HTTP tracker: pure announce logic plus a thin Starlette route.
+
+Rules it keeps (BEP 3, BEP 23, BEP 7):
+- An announce names a swarm by `info_hash` and a peer by `peer_id`, both raw 20-byte
+  strings, percent-encoded in the query. They are parsed from the RAW query string with
+  `unquote_to_bytes`: a decoded `str` parameter has already lost bytes that are not UTF-8.
+  (libtorrent announces a hybrid torrent under its v1 hash and its truncated v2 hash; to
+  the tracker these are simply two swarms.)
+- The peer's address is the request's source address, unless the announce carries an `ip`
+  parameter that is a valid IP address: agents bound to 127.0.0.x, or behind a NAT, say
+  where they listen. Anything else in `ip` is ignored, not an error.
+- Answers are always compact: IPv4 peers as 6-byte entries in `peers` (BEP 23), IPv6 peers
+  as 18-byte entries in `peers6` (BEP 7), with `interval`, `min interval`, `complete`
+  (peers with nothing left) and `incomplete`.
+- `event=stopped` removes the peer. A peer that has not announced for 2 x interval is
+  forgotten.
+- A malformed announce is answered with a bencoded `failure reason` and HTTP 200, as
+  trackers do, and logged; it never raises out of the route.
+
+Which peers an asker is told about is one seam, `peer_selector`: by default everyone but
+the asker. Shaping the swarm per site (DESIGN §7) replaces only that function.
+
+State: the swarms live only in memory. That is deliberate, not an omission: every peer
+re-announces at least once per interval, so after a hub restart the swarms rebuild
+themselves within one interval, and peers already connected keep trading meanwhile.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import libtorrent as lt
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hub.errors import TrackerRequestError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 300
+DEFAULT_NUMWANT = 50
+MAX_NUMWANT = 200
+_EVENTS = frozenset({"", "started", "completed", "stopped", "paused"})
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class Announce:
+    """One validated announce request."""
+
+    info_hash: bytes
+    peer_id: bytes
+    ip: IPAddress
+    port: int
+    uploaded: int
+    downloaded: int
+    left: int | None
+    """None when the client did not say; such a peer counts as incomplete."""
+    event: str
+    numwant: int
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer of one swarm as the tracker last heard of it."""
+
+    peer_id: bytes
+    ip: IPAddress
+    port: int
+    left: int | None
+    last_seen: float
+
+    @property
+    def is_seed(self) -> bool:
+        return self.left == 0
+
+
+PeerSelector = Callable[[Announce, Sequence[Peer]], Sequence[Peer]]
+"""Given the asker and every live peer of its swarm (the asker included), the peers to
+tell it about, best first. The tracker then keeps the first `numwant`."""
+
+
+def everyone_but_the_asker(asker: Announce, peers: Sequence[Peer]) -> Sequence[Peer]:
+    """The default selector: all other peers, shuffled so no peer is always listed last
+    (and so never chosen) when a swarm is larger than numwant."""
+    others = [p for p in peers if p.peer_id != asker.peer_id]
+    random.shuffle(others)
+    return others
+
+
+def parse_query(query: bytes | str | Mapping[str, str]) -> dict[str, bytes]:
+    """Split a query into name -> raw value bytes; the first occurrence of a name wins.
+
+    A Mapping is accepted for callers (and tests) whose values are already text; binary
+    values can only arrive intact in a raw query string.
+    """
+    if isinstance(query, Mapping):
+        return {k: v.encode("latin-1") for k, v in query.items()}
+    raw = query.encode("latin-1") if isinstance(query, str) else query
+    params: dict[str, bytes] = {}
+    for part in raw.split(b"&"):
+        if not part:
+            continue
+        name, _, value = part.partition(b"=")
+        key = unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8", "replace")
+        params.setdefault(key, unquote_to_bytes(value.replace(b"+", b" ")))
+    return params
+
+
+def _required(params: dict[str, bytes], name: str) -> bytes:
+    if name not in params:
+        raise TrackerRequestError(f"missing parameter '{name}'")
+    return params[name]
+
+
+def _int(params: dict[str, bytes], name: str, default: int = 0) -> int:
+    if name not in params:
+        return default
+    text = params[name].decode("ascii", "replace")
+    try:
+        value = int(text)
+    except ValueError:
+        raise TrackerRequestError(f"parameter '{name}' is not an integer: {text!r}") from None
+    if value < 0:
+        raise TrackerRequestError(f"parameter '{name}' is negative: {value}")
+    return value
+
+
+def parse_announce(query: bytes | str | Mapping[str, str], remote_ip: str) -> Announce:
+    """Validate an announce; raises TrackerRequestError naming the bad parameter."""
+    params = parse_query(query)
+    info_hash = _required(params, "info_hash")
+    if len(info_hash) != 20:
+        raise TrackerRequestError(f"info_hash is {len(info_hash)} bytes, not 20")
+    peer_id = _required(params, "peer_id")
+    if len(peer_id) != 20:
+        raise TrackerRequestError(f"peer_id is {len(peer_id)} bytes, not 20")
+    _required(params, "port")
+    port = _int(params, "port")
+    if not 1 <= port <= 65535:
+        raise TrackerRequestError(f"port {port} is out of range")
+    event = params.get("event", b"").decode("ascii", "replace")
+    if event not in _EVENTS:
+        raise TrackerRequestError(f"unknown event {event!r}")
+    ip = _peer_ip(params.get("ip"), remote_ip)
+    numwant = _int(params, "numwant", DEFAULT_NUMWANT)
+    return Announce(
+        info_hash=info_hash,
+        peer_id=peer_id,
+        ip=ip,
+        port=port,
+        uploaded=_int(params, "uploaded"),
+        downloaded=_int(params, "downloaded"),
+        left=_int(params, "left") if "left" in params else None,
+        event=event,
+        numwant=min(numwant, MAX_NUMWANT),
+    )
+
+
+def _peer_ip(claimed: bytes | None, remote_ip: str) -> IPAddress:
+    if claimed:
+        try:
+            return ipaddress.ip_address(claimed.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            log.debug("ignoring announce ip=%r: not an IP address", claimed)
+    try:
+        return ipaddress.ip_address(remote_ip)
+    except ValueError:
+        raise TrackerRequestError(f"cannot tell the peer's address ({remote_ip!r})") from None
+
+
+def failure(reason: str) -> bytes:
+    """A bencoded tracker failure answer."""
+    answer: dict[bytes, Any] = {b"failure reason": reason.encode()}
+    return bytes(lt.bencode(answer))
+
+
+class Swarms:
+    """Peers per info-hash, in memory only (see the module docstring for why)."""
+
+    def __init__(
+        self,
+        interval: int = DEFAULT_INTERVAL,
+        peer_selector: PeerSelector = everyone_but_the_asker,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self._select = peer_selector
+        self._clock = clock
+        self._swarms: dict[bytes, dict[bytes, Peer]] = {}
+
+    def announce(self, request: Announce) -> bytes:
+        """Record the announce and return the bencoded answer."""
+        now = self._clock()
+        swarm = self._expire(request.info_hash, now)
+        if request.event == "stopped":
+            swarm.pop(request.peer_id, None)
+        else:
+            swarm[request.peer_id] = Peer(
+                request.peer_id, request.ip, request.port, request.left, now
+            )
+        if not swarm:
+            self._swarms.pop(request.info_hash, None)
+        live = list(swarm.values())
+        chosen = [] if request.event == "stopped" else self._select(request, live)
+        chosen = list(chosen)[: request.numwant]
+        v4 = b"".join(p.ip.packed + p.port.to_bytes(2, "big") for p in chosen if p.ip.version == 4)
+        v6 = b"".join(p.ip.packed + p.port.to_bytes(2, "big") for p in chosen if p.ip.version == 6)
+        complete = sum(1 for p in live if p.is_seed)
+        answer: dict[bytes, Any] = {
+            b"interval": self.interval,
+            b"min interval": max(1, self.interval // 5),
+            b"complete": complete,
+            b"incomplete": len(live) - complete,
+            b"peers": v4,
+            b"peers6": v6,
+        }
+        return bytes(lt.bencode(answer))
+
+    def peers(self, info_hash: bytes) -> list[Peer]:
+        """The live peers of one swarm (for status pages and tests)."""
+        return list(self._expire(info_hash, self._clock()).values())
+
+    def _expire(self, info_hash: bytes, now: float) -> dict[bytes, Peer]:
+        swarm = self._swarms.setdefault(info_hash, {})
+        cutoff = now - 2 * self.interval
+        for peer_id in [pid for pid, p in swarm.items() if p.last_seen < cutoff]:
+            del swarm[peer_id]
+        return swarm
+
+
+def handle_announce(swarms: Swarms, raw_query: bytes, remote_ip: str) -> bytes:
+    """The whole announce, errors included, as bytes to send back with HTTP 200."""
+    try:
+        request = parse_announce(raw_query, remote_ip)
+    except TrackerRequestError as exc:
+        log.warning("malformed announce from %s: %s", remote_ip, exc)
+        return failure(str(exc))
+    return swarms.announce(request)
+
+
+def make_announce_route(swarms: Swarms) -> Route:
+    """GET /announce backed by `swarms`."""
+
+    async def announce(request: Request) -> Response:
+        remote_ip = request.client.host if request.client else ""
+        body = handle_announce(swarms, request.scope.get("query_string", b""), remote_ip)
+        return Response(body, media_type="text/plain")
+
+    return Route("/announce", announce, methods=["GET"])
