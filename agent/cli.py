@@ -51,7 +51,7 @@ def main(verbose: int) -> None:
 @config_option
 @click.option("--hub", "hub_url", default=None, help="hub URL [default: hub.url of the config]")
 @click.option("--token", required=True, envvar="MEISITONG_ENROLL_TOKEN",
-              help="enrollment token from `meisitong-hub token create` [env MEISITONG_ENROLL_TOKEN]")
+              help="from `meisitong-hub token create` [env MEISITONG_ENROLL_TOKEN]")
 @friendly_errors
 def enroll(config_file: Path, hub_url: str | None, token: str) -> None:
     """Trust the hub's root (checked against the token), create the device key, register."""
@@ -78,11 +78,9 @@ def run(config_file: Path) -> None:
 
     config = AgentConfig.load(config_file)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    daemon = AgentDaemon(config)
-    try:
-        trio.run(daemon.run)
-    except KeyboardInterrupt:
-        pass
+    from agent.shutdown import run_until_signalled
+
+    trio.run(run_until_signalled, AgentDaemon(config).run)
 
 
 @main.command()
@@ -100,7 +98,7 @@ def status(config_file: Path, as_json: bool) -> None:
     journal = Journal(state.journal)
     try:
         delivered, waiting = journal.outbox_counts()
-        report = {
+        report: dict[str, Any] = {
             "device_id": enrollment["device_id"],
             "hub_url": enrollment["hub_url"],
             "group": config.agent.group,

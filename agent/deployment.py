@@ -230,8 +230,8 @@ class DeploymentRun:
         await self._journal(
             State.VERIFIED,
             payload=str(downloaded.path),
-            bytes_from_peers=downloaded.bytes_from_peers,
-            bytes_from_hub=downloaded.bytes_from_hub,
+            bytes_from_peers=downloaded.from_peers,
+            bytes_from_hub=downloaded.from_web_seed,
         )
         return State.VERIFIED
 

@@ -52,7 +52,9 @@ class DeviceIdentity:
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except FileNotFoundError:
-            raise ConfigError(f"{path}: no device key; run `meisitong-agent enroll` first") from None
+            raise ConfigError(
+                f"{path}: no device key; run `meisitong-agent enroll` first"
+            ) from None
         except (ValueError, TypeError):
             raise ConfigError(f"{path}: not a PEM Ed25519 private key") from None
         if not isinstance(key, Ed25519PrivateKey):

@@ -65,9 +65,8 @@ def select_releases(
             if Version(current) == manifest.parsed_version:
                 continue
             if Version(current) > manifest.parsed_version and not manifest.rollback:
-                skipped.append(
-                    Skipped(entry.release, f"downgrade from {current} refused (not a rollback release)")
-                )
+                why = f"downgrade from {current} refused (not a rollback release)"
+                skipped.append(Skipped(entry.release, why))
                 continue
         previous = best.get(manifest.name)
         if previous is None or manifest.parsed_version > previous.info.manifest.parsed_version:

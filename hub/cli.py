@@ -199,11 +199,10 @@ def serve(hub_dir: str | None) -> None:
     directory = HubDir(resolve_hub_dir(hub_dir))
     directory.require_initialized()
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    from agent.shutdown import run_until_signalled
+
     server = HubServer(directory, HubConfig.load(directory.config_file))
-    try:
-        trio.run(server.run)
-    except KeyboardInterrupt:
-        pass
+    trio.run(run_until_signalled, server.run)
 
 
 @main.command()

@@ -118,11 +118,14 @@ class Fleet:
     hub_url: str
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def command(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            list(argv), check=check, capture_output=True, text=True, timeout=300,
+    def command(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=300,
             env={**os.environ, "MEISITONG_HUB_DIR": str(self.hub_dir)},
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[:3])} failed: {done.stderr.strip()[-2000:]}")
+        return done
 
     def start(self, name: str, *argv: str) -> None:
         log = (self.workdir / f"{name}.log").open("wb")

@@ -74,7 +74,9 @@ def enroll_device(database: HubDatabase, request: EnrollRequest) -> str:
             "SELECT public_key FROM devices WHERE device_id = ?", (request.device_id,)
         ).fetchone()
         if existing and bytes(existing["public_key"]) != request.public_key_raw():
-            raise EnrollmentRefusedError(f"device {request.device_id} is enrolled with another key")
+            raise EnrollmentRefusedError(
+                f"device {request.device_id} is enrolled with another key"
+            )
         db.execute(
             "UPDATE enrollment_tokens SET uses = uses + 1 WHERE secret_sha256 = ?", (token_hash,)
         )
@@ -82,7 +84,8 @@ def enroll_device(database: HubDatabase, request: EnrollRequest) -> str:
             "INSERT INTO devices (device_id, public_key, name, hostname, grp, site, labels, "
             "status, enrolled_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, 'accepted', ?, ?) "
             "ON CONFLICT(device_id) DO UPDATE SET name = excluded.name, "
-            "hostname = excluded.hostname, labels = excluded.labels, last_seen = excluded.last_seen",
+            "hostname = excluded.hostname, labels = excluded.labels, "
+            "last_seen = excluded.last_seen",
             (
                 request.device_id, request.public_key_raw(), request.name or request.hostname,
                 request.hostname, request.group, request.site, json.dumps(request.labels),

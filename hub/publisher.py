@@ -113,10 +113,11 @@ def publish_release(
             started = time.monotonic()
             length, sha256 = _hash_file(staged, progress)
             hashed = time.monotonic()
-            made = make_hybrid_torrent(
-                staged,
-                progress=(lambda done, total: progress("torrent", done, total)) if progress else None,
-            )
+            def torrent_progress(done: int, total: int) -> None:
+                if progress:
+                    progress("torrent", done, total)
+
+            made = make_hybrid_torrent(staged, progress=torrent_progress)
             torrent_seconds = time.monotonic() - hashed
             torrent_file = Path(scratch) / f"{payload.name}.torrent"
             torrent_file.write_bytes(made.torrent_bytes)

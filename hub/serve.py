@@ -51,12 +51,14 @@ class HubServer:
         http_config.errorlog = logging.getLogger("hub.http")  # type: ignore[assignment]
         try:
             async with trio.open_nursery() as nursery:
+                # HTTP first: the seeder announces at once when a torrent is added, and a
+                # refused first announce makes libtorrent back off for 15 s or more.
+                await nursery.start(hypercorn_serve, self.app, http_config)
                 await nursery.start(self.seeder.run)
                 await self._seed_new_releases()
                 nursery.start_soon(self._release_loop)
                 nursery.start_soon(self._metadata_loop)
                 nursery.start_soon(self._stats_loop)
-                await nursery.start(hypercorn_serve, self.app, http_config)
                 log.info(
                     "hub serving on %s (public %s), seeding on %s",
                     self.config.server.listen, self.config.public_url, self.config.seeding.listen,

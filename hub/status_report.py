@@ -34,7 +34,7 @@ def status_report(database: HubDatabase) -> dict[str, Any]:
             for row in database.query("SELECT * FROM rollouts WHERE release = ?", (target,))
         ]
         groups = {rollout["group"] for rollout in rollouts}
-        device_rows = []
+        device_rows: list[dict[str, Any]] = []
         for device in devices.values():
             result = latest.get(device.device_id)
             if result is None and device.group not in groups:
@@ -49,8 +49,8 @@ def status_report(database: HubDatabase) -> dict[str, Any]:
                 }
             )
         counts: dict[str, int] = {}
-        for row in device_rows:
-            counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
+        for device_row in device_rows:
+            counts[device_row["outcome"]] = counts.get(device_row["outcome"], 0) + 1
         transfer = database.transfer_bytes(target)
         releases.append(
             {

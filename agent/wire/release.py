@@ -89,7 +89,11 @@ class FileHashHealthCheck(_Retrying):
 
 
 HealthCheck = Annotated[
-    CommandHealthCheck | TcpHealthCheck | ProcessHealthCheck | HttpHealthCheck | FileHashHealthCheck,
+    CommandHealthCheck
+    | TcpHealthCheck
+    | ProcessHealthCheck
+    | HttpHealthCheck
+    | FileHashHealthCheck,
     Field(discriminator="type"),
 ]
 
@@ -191,13 +195,25 @@ class ReleaseInfo(StrictModel):
     published_at: str
 
     def to_custom(self) -> dict[str, object]:
-        return {CUSTOM_KEY: self.model_dump(mode="json")}
+        return {CUSTOM_KEY: _without_floats(self.model_dump(mode="json"))}
 
     @classmethod
     def from_custom(cls, custom: dict[str, object], target_path: str) -> ReleaseInfo:
         if CUSTOM_KEY not in custom:
             raise WireFormatError(f"target {target_path}: no '{CUSTOM_KEY}' custom fields")
         return parse_model(cls, custom[CUSTOM_KEY], f"target {target_path}")
+
+
+def _without_floats(value: object) -> object:
+    """TUF signs canonical JSON, which has no floats: seconds like 0.5 travel as the
+    decimal string "0.5", which validation turns back into a float on the endpoint."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _without_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_floats(item) for item in value]
+    return value
 
 
 def release_target_path(name: str, version: str, payload_name: str) -> str:

@@ -68,3 +68,22 @@ def test_command_pair_program_must_stay_inside_payload(tmp_path):
     )
     with pytest.raises(WireFormatError, match="install.command-pair.install"):
         ReleaseManifest.from_toml_file(write(tmp_path, text))
+
+
+def test_release_info_survives_tuf_canonical_json_with_fractional_seconds(tmp_path):
+    """Canonical JSON has no floats; fractional seconds must still round-trip."""
+    from securesystemslib.formats import encode_canonical
+
+    from agent.wire.release import ReleaseInfo, TorrentRef
+
+    text = GOOD.replace("port = 8080", "port = 8080\ninterval = 0.5\ntimeout = 2.5")
+    manifest = ReleaseManifest.from_toml_file(write(tmp_path, text))
+    info = ReleaseInfo(
+        manifest=manifest, payload_name="a.tar", published_at="2026-11-25T00:00:00+00:00",
+        torrent=TorrentRef(path="a.torrent", info_hash_v1="0" * 40, info_hash_v2="0" * 64),
+    )
+    custom = info.to_custom()
+    encode_canonical(custom)  # raises on floats
+    again = ReleaseInfo.from_custom(custom, "releases/demo-app/1.2.0/a.tar")
+    assert again == info
+    assert again.manifest.health[0].interval == 0.5

@@ -38,7 +38,8 @@ def test_bucket_is_stable_and_spread():
 def test_newest_active_release_is_chosen():
     releases = {"releases/app/1": info("1.0"), "releases/app/2": info("2.0")}
     chosen, _ = select_releases(
-        doc(("releases/app/1", RolloutState.ACTIVE, 100), ("releases/app/2", RolloutState.ACTIVE, 100)),
+        doc(("releases/app/1", RolloutState.ACTIVE, 100),
+            ("releases/app/2", RolloutState.ACTIVE, 100)),
         DEVICE, releases, {},
     )
     assert [c.release for c in chosen] == ["releases/app/2"]
