@@ -143,20 +143,26 @@ class AgentDaemon:
             return
         log.info("%s: %s %s", release, finished.state, finished.reason)
 
+    async def deliver_results(self) -> int:
+        """Send what the outbox holds until the hub has it all or cannot be reached;
+        returns how many records are still waiting."""
+        for record_id, body in self.journal.undelivered():
+            try:
+                await self.hub.post_result(body)
+            except DeliveryError as exc:
+                log.info("results wait in the outbox: %s", exc)
+                break
+            except RecordRefusedError as exc:
+                log.error("hub refused result %s for good: %s", record_id, exc)
+            self.journal.mark_delivered(record_id)
+        return self.journal.outbox_counts()[1]
+
     async def _outbox_loop(self) -> None:
         while True:
             # A fresh event before reading the outbox: a result journaled while we send
             # sets it, so it goes out at once rather than after the retry delay.
             results_waiting = trio.Event()
             self.ctx.on_result = results_waiting.set
-            for record_id, body in self.journal.undelivered():
-                try:
-                    await self.hub.post_result(body)
-                except DeliveryError as exc:
-                    log.info("results wait in the outbox: %s", exc)
-                    break
-                except RecordRefusedError as exc:
-                    log.error("hub refused result %s for good: %s", record_id, exc)
-                self.journal.mark_delivered(record_id)
+            await self.deliver_results()
             with trio.move_on_after(OUTBOX_RETRY_SECONDS):
                 await results_waiting.wait()

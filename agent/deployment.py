@@ -243,8 +243,12 @@ class DeploymentRun:
         payload = Path(self.deployment.detail["payload"])
         installer = installer_for(self.info.manifest.install)
         try:
-            shutil.rmtree(self.snapshot_store, ignore_errors=True)  # a partial one from a crash
             paths = await trio.to_thread.run_sync(installer.planned_paths, payload, self.ctx.prefix)
+        except AgentError as exc:
+            await self._journal(State.FAILED, f"payload refused, nothing changed: {exc}")
+            return State.FAILED
+        try:
+            shutil.rmtree(self.snapshot_store, ignore_errors=True)  # a partial one from a crash
             manifest = await trio.to_thread.run_sync(
                 self.ctx.snapshots.take, paths, self.snapshot_store
             )

@@ -18,7 +18,11 @@ from hub.tuf_repository import HubRepository
 
 
 def find_release(database: HubDatabase, spec: str) -> sqlite3.Row:
-    """`NAME` (its newest version) or `NAME@VERSION`."""
+    """`NAME` (its newest version), `NAME@VERSION`, or a release target path."""
+    if spec.startswith("releases/"):
+        rows = database.query("SELECT * FROM releases WHERE target = ?", (spec,))
+        if rows:
+            return rows[0]
     name, _, version = spec.partition("@")
     rows = database.query("SELECT * FROM releases WHERE name = ?", (name,))
     if version:
