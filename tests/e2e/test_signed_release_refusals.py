@@ -16,7 +16,10 @@ from hub.tuf_repository import HubRepository
 from tests.fleet import sha256, start_agent, start_hub, tree_state
 
 FILES = {"VERSION": b"1.0.0", "bin/app": b"#!/bin/sh\necho app\n"}
-HEALTH = f'[[health]]\ntype = "file-hash"\npath = "/opt/app/VERSION"\nsha256 = "{sha256(b"1.0.0")}"\n'
+HEALTH = (
+    '[[health]]\ntype = "file-hash"\npath = "/opt/app/VERSION"\n'
+    f'sha256 = "{sha256(b"1.0.0")}"\n'
+)
 
 
 @pytest.fixture
