@@ -1,60 +1,25 @@
 """`meisitong-hub`: the admin's commands. One command per intent, `--json` on every read,
-errors as one clear line and a non-zero exit."""
+errors as one clear line and a non-zero exit. Command groups live in `hub/cli_*.py`."""
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import sys
-from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from agent.errors import AgentError
-from hub.errors import HubError
+from hub.cli_common import (
+    console,
+    emit_json,
+    errors,
+    friendly_errors,
+    hub_dir_option,
+    parse_duration,
+)
 from hub.hub_dir import HubDir, resolve_hub_dir
-
-F = TypeVar("F", bound=Callable[..., Any])
-console = Console()
-errors = Console(stderr=True)
-
-
-def hub_dir_option(command: F) -> F:
-    """Every hub command takes --dir (default MEISITONG_HUB_DIR, else /var/lib/meisitong/hub)."""
-    return click.option(
-        "--dir", "hub_dir", default=None, metavar="DIR",
-        help="hub directory [env MEISITONG_HUB_DIR; default /var/lib/meisitong/hub]",
-    )(command)
-
-
-def friendly_errors(command: F) -> F:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (HubError, AgentError) as exc:
-            errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
-def parse_duration(text: str) -> timedelta:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise click.BadParameter(f"{text!r}: use a number and a unit, e.g. 30m, 24h, 7d")
-    return timedelta(seconds=int(text[:-1]) * units[text[-1]])
 
 
 @click.group()
@@ -163,29 +128,6 @@ def publish(hub_dir: str | None, release_file: Path, payload: Path,
     console.print(f"  torrent v1 {published.info_hash_v1}  v2 {published.info_hash_v2}")
 
 
-@main.group()
-def rollout() -> None:
-    """Roll a published release out to a device group."""
-
-
-@rollout.command("start")
-@hub_dir_option
-@click.argument("release")
-@click.option("--group", required=True, help="device group")
-@click.option("--json", "as_json", is_flag=True)
-@friendly_errors
-def rollout_start(hub_dir: str | None, release: str, group: str, as_json: bool) -> None:
-    """Start rolling RELEASE (NAME or NAME@VERSION) out to --group."""
-    from hub.rollouts import start_rollout
-
-    entry = start_rollout(HubDir(resolve_hub_dir(hub_dir)), release, group)
-    if as_json:
-        emit_json({"group": group, **entry.model_dump(mode="json")})
-    else:
-        console.print(f"rollout of {entry.release} to group {group}: {entry.state}, "
-                      f"{entry.stage_percent}%")
-
-
 @main.command()
 @hub_dir_option
 @friendly_errors
@@ -243,62 +185,12 @@ def status(hub_dir: str | None, as_json: bool) -> None:
         console.print(table)
 
 
-@main.group()
-def devices() -> None:
-    """Enrolled devices."""
+def _register_command_groups() -> None:
+    from hub.cli_devices import audit, devices
+    from hub.cli_rollout import rollout
+
+    for command in (rollout, devices, audit):
+        main.add_command(command)
 
 
-@devices.command("list")
-@hub_dir_option
-@click.option("--json", "as_json", is_flag=True)
-@friendly_errors
-def devices_list(hub_dir: str | None, as_json: bool) -> None:
-    """Every enrolled device with its group, site and last contact."""
-    from hub.database import HubDatabase
-
-    directory = HubDir(resolve_hub_dir(hub_dir))
-    directory.require_initialized()
-    database = HubDatabase(directory.database)
-    try:
-        rows = [
-            {"device_id": d.device_id, "name": d.name, "group": d.group, "site": d.site,
-             "status": d.status, "enrolled_at": d.enrolled_at, "last_seen": d.last_seen}
-            for d in database.devices()
-        ]
-    finally:
-        database.close()
-    if as_json:
-        emit_json(rows)
-        return
-    table = Table("device", "name", "group", "site", "status", "last seen")
-    for row in rows:
-        table.add_row(row["device_id"], row["name"], row["group"], row["site"], row["status"],
-                      row["last_seen"] or "")
-    console.print(table)
-
-
-@main.command()
-@hub_dir_option
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-@friendly_errors
-def audit(hub_dir: str | None, as_json: bool, limit: int) -> None:
-    """Who did what, when: the append-only audit log, newest last."""
-    from hub.database import HubDatabase
-
-    directory = HubDir(resolve_hub_dir(hub_dir))
-    directory.require_initialized()
-    database = HubDatabase(directory.database)
-    try:
-        rows = [dict(row) for row in database.query(
-            "SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,))]
-    finally:
-        database.close()
-    for row in rows:
-        row["detail"] = json.loads(row["detail"])
-    if as_json:
-        emit_json(rows)
-        return
-    for row in rows:
-        console.print(f"{row['at']}  {row['actor']:<24} {row['action']:<16} {row['subject']}  "
-                      f"{json.dumps(row['detail'], sort_keys=True)}", highlight=False)
+_register_command_groups()
