@@ -23,6 +23,7 @@ import trio
 from tuf.api.metadata import TargetFile
 
 from agent import __version__
+from agent.deployment_gate import AlwaysAllow, DeploymentGate
 from agent.device_identity import DeviceIdentity
 from agent.errors import (
     AgentError,
@@ -72,6 +73,7 @@ class DeploymentContext:
     on_result: Callable[[], None] = lambda: None
     on_activity: Callable[[str], None] = lambda text: None
     snapshots: FileTreeSnapshot = field(default_factory=FileTreeSnapshot)
+    gate: DeploymentGate = field(default_factory=AlwaysAllow)
 
 
 def _stamp() -> str:
@@ -191,6 +193,7 @@ class DeploymentRun:
             self.ctx.on_activity(f"{state.value} {self.release}")
             state = await steps[state]()
         self.ctx.on_result()
+        await self.ctx.gate.finished(self.release)
         self._cleanup()
         return self.deployment
 
@@ -236,6 +239,7 @@ class DeploymentRun:
         return State.VERIFIED
 
     async def _verified(self) -> State:
+        await self.ctx.gate.wait_for_install(self.release, self.info)
         await self._journal(State.SNAPSHOTTING)
         return State.SNAPSHOTTING
 
