@@ -31,6 +31,7 @@ def initialize_hub(
         raise HubConfigError(f"{hub_dir.root} exists and is not empty; choose another --dir")
     config_bytes = render_hub_toml(listen, public_url, seed_listen)
     created_root = not hub_dir.root.exists()
+    created_offline = offline_keys is not None and not offline_keys.exists()
     try:
         hub_dir.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomic(hub_dir.config_file, config_bytes)
@@ -55,7 +56,7 @@ def initialize_hub(
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink(missing_ok=True)
-        if offline_keys is not None:
+        if created_offline and offline_keys is not None:
             shutil.rmtree(offline_keys, ignore_errors=True)
         raise
     return {
