@@ -55,6 +55,7 @@ class AgentDaemon:
             download_limit=config.p2p.download_limit,
             local_discovery=config.p2p.local_discovery,
             seed_time=config.p2p.seed_time,
+            device_id=self.identity.device_id,
         )
         self.ctx = DeploymentContext(
             journal=self.journal,

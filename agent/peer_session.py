@@ -2,8 +2,19 @@
 
 What it guarantees:
 - Peers first, hub last. A download announces to the hub's tracker and trades with other
-  agents; the hub's HTTP web seed is added only if the download has not finished after
-  `web_seed_after` seconds, so the hub's link carries what the swarm cannot.
+  agents; the hub's HTTP web seed is added only once the download has received nothing
+  for `web_seed_after` seconds (a stalled swarm, or none at all), so the hub's link
+  carries what the swarm cannot. A swarm that is slow but moving is left alone: on a
+  branch office the web seed would only compete for the same WAN link.
+- Announces name the device (`device=` in the tracker URL), so the hub's tracker can
+  answer with peers of the device's own site (hub/site_peers.py). Peer exchange (PEX) is
+  off: the tracker decides who talks to whom, and in particular which few agents of a
+  site learn the hub seeder's address. Local service discovery, when on, adds LAN peers,
+  which are of the same site by construction.
+- Corrupt data is caught and its sender dropped: libtorrent checks every piece against
+  the torrent's hashes, and its smart-ban plugin (a default plugin, kept on here) bans
+  the peer that sent the bad blocks. `DownloadResult` counts failed pieces and banned
+  peers.
 - Configured rate limits bind LAN and loopback peers too: a peer-class filter maps every
   address to libtorrent's global class, which the limits apply to (DESIGN §7).
 - No DHT, UPnP or NAT-PMP; local service discovery (BEP 14) only when asked for.
@@ -30,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import libtorrent as lt
 import trio
@@ -38,6 +49,11 @@ import trio
 from agent.errors import ConfigError, DownloadError
 
 log = logging.getLogger(__name__)
+
+HUB_PEER_ID_PREFIX = b"-MH0001-"
+"""The hub seeder's peer-id prefix (its libtorrent `peer_fingerprint`); agents use
+AGENT_PEER_ID_PREFIX. Self-declared, so it only sorts statistics, never trust."""
+AGENT_PEER_ID_PREFIX = b"-MA0001-"
 
 _POLL = 0.2
 _REAP_EVERY = 1.0
@@ -49,6 +65,7 @@ _ALERTS = (
     | lt.alert.category_t.storage_notification
     | lt.alert.category_t.tracker_notification
     | lt.alert.category_t.block_progress_notification  # to tell web-seed bytes apart
+    | lt.alert.category_t.peer_notification  # peer_ban_alert
 )
 
 
@@ -65,6 +82,9 @@ class DownloadResult:
     blocks in 512 (up to 64 KiB of 8 MiB) went unreported, so `from_web_seed` can be low by
     that much. `from_peers` is the torrent's payload download minus `from_web_seed`, so it
     also holds those and any redundant or failed bytes.
+
+    `from_hub_seeder` counts, the same way, blocks from a peer whose id starts with
+    HUB_PEER_ID_PREFIX; `from_peers` excludes it too.
     """
 
     path: Path
@@ -73,6 +93,16 @@ class DownloadResult:
     from_peers: int
     seconds: float
     web_seed_added: bool
+    from_hub_seeder: int = 0
+    hash_failures: int = 0
+    """Pieces that failed their hash check (and were fetched again)."""
+    banned_peers: tuple[str, ...] = ()
+    """"IP:PORT" of peers libtorrent banned for sending corrupt data."""
+
+    @property
+    def from_hub(self) -> int:
+        """What the hub sent: its web seed and its seeder."""
+        return self.from_web_seed + self.from_hub_seeder
 
 
 @dataclass
@@ -84,12 +114,19 @@ class _Torrent:
     last_tracker_error: str = ""
     web_endpoints: set[tuple[str, int]] = field(default_factory=set)
     web_bytes: int = 0
+    hub_seeder_bytes: int = 0
+    hash_failures: int = 0
+    banned: set[str] = field(default_factory=set)
     finished_alert_seen: bool = False
 
-    def count_block(self, endpoint: tuple[str, int], piece: int, block: int) -> None:
+    def count_block(
+        self, endpoint: tuple[str, int], peer_id: bytes, piece: int, block: int
+    ) -> None:
+        size = max(0, min(_BLOCK, self.info.piece_size(piece) - block * _BLOCK))
         if endpoint in self.web_endpoints:
-            piece_len = self.info.piece_size(piece)
-            self.web_bytes += max(0, min(_BLOCK, piece_len - block * _BLOCK))
+            self.web_bytes += size
+        elif peer_id.startswith(HUB_PEER_ID_PREFIX):
+            self.hub_seeder_bytes += size
 
 
 async def _web_seed_endpoints(url: str) -> set[tuple[str, int]]:
@@ -108,6 +145,12 @@ async def _web_seed_endpoints(url: str) -> set[tuple[str, int]]:
                     url, host, exc)
         return set()
     return {(str(info[4][0]), port) for info in infos}
+
+
+def with_query_parameter(url: str, name: str, value: str) -> str:
+    """`url` with `name=value` appended to its query. libtorrent appends its announce
+    parameters with '&' to a URL that already has a '?', so ours survive."""
+    return f"{url}{'&' if '?' in url else '?'}{quote(name)}={quote(value, safe='')}"
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -138,6 +181,7 @@ class PeerSession:
         download_limit: int = 0,
         local_discovery: bool = False,
         seed_time: float = 3600,
+        device_id: str | None = None,
     ) -> None:
         ip, _port = split_listen(listen)
         if upload_limit < 0 or download_limit < 0 or seed_time < 0:
@@ -154,6 +198,7 @@ class PeerSession:
             "download_rate_limit": download_limit,
             "alert_mask": int(_ALERTS),
             "user_agent": "meisitong-agent",
+            "peer_fingerprint": AGENT_PEER_ID_PREFIX.decode("ascii"),
             "stop_tracker_timeout": 1,
             # Room for a few seconds of block alerts at LAN speeds between two polls.
             "alert_queue_size": 20000,
@@ -164,6 +209,7 @@ class PeerSession:
         self._session: Any = lt.session(settings)
         self._session.set_peer_class_filter(all_peers_global_filter())
         self._seed_time = seed_time
+        self._device_id = device_id
         self._torrents: dict[str, _Torrent] = {}
         self._by_handle: dict[Any, _Torrent] = {}
         self.listen = listen
@@ -200,7 +246,11 @@ class PeerSession:
             params = lt.add_torrent_params()
             params.ti = info
             params.save_path = str(save_dir)
-            params.flags = params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+            params.flags = (
+                params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+            ) | lt.torrent_flags.disable_pex
+            if self._device_id:
+                tracker_url = with_query_parameter(tracker_url, "device", self._device_id)
             params.trackers = [tracker_url]
             torrent = _Torrent(self._session.add_torrent(params), info, name)
             self._torrents[v1] = torrent
@@ -210,6 +260,7 @@ class PeerSession:
         web_seed_added = False
         status: Any = None
         done = False
+        received, last_progress = -1, started
         try:
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 while True:
@@ -229,12 +280,15 @@ class PeerSession:
                     if status.is_seeding:
                         done = True
                         break
+                    if status.total_payload_download > received:
+                        received, last_progress = status.total_payload_download, trio.current_time()
                     if (
                         web_seed_url
                         and not web_seed_added
-                        and trio.current_time() - started >= web_seed_after
+                        and trio.current_time() - last_progress >= web_seed_after
                     ):
-                        log.info("%s: adding web seed %s", name, web_seed_url)
+                        log.info("%s: nothing received for %.0f s: adding web seed %s",
+                                 name, web_seed_after, web_seed_url)
                         torrent.web_endpoints |= await _web_seed_endpoints(web_seed_url)
                         handle.add_url_seed(web_seed_url)
                         web_seed_added = True
@@ -255,17 +309,23 @@ class PeerSession:
                     await trio.sleep(_POLL / 4)
         total = status.total_payload_download
         from_web = min(torrent.web_bytes, total)
+        from_seeder = min(torrent.hub_seeder_bytes, total - from_web)
         result = DownloadResult(
             path=path,
             total_downloaded=total,
             from_web_seed=from_web,
-            from_peers=total - from_web,
+            from_peers=total - from_web - from_seeder,
             seconds=trio.current_time() - started,
             web_seed_added=web_seed_added,
+            from_hub_seeder=from_seeder,
+            hash_failures=torrent.hash_failures,
+            banned_peers=tuple(sorted(torrent.banned)),
         )
         log.info(
-            "%s: complete in %.1f s, %d bytes (%d from peers, %d from the web seed)",
-            name, result.seconds, total, result.from_peers, result.from_web_seed,
+            "%s: complete in %.1f s, %d bytes (%d from peers, %d from the hub's seeder, "
+            "%d from the web seed); %d pieces failed their hash check, %d peers banned",
+            name, result.seconds, total, result.from_peers, result.from_hub_seeder,
+            result.from_web_seed, result.hash_failures, len(result.banned_peers),
         )
         return result
 
@@ -325,10 +385,16 @@ class PeerSession:
         if isinstance(alert, lt.block_finished_alert):
             torrent = self._by_handle.get(alert.handle)
             if torrent is not None:
-                torrent.count_block(alert.endpoint, alert.piece_index, alert.block_index)
+                torrent.count_block(
+                    alert.endpoint, alert.pid.to_bytes(), alert.piece_index, alert.block_index
+                )
             return
         if isinstance(alert, lt.torrent_alert):
             torrent = self._by_handle.get(alert.handle)
+            if torrent is not None and isinstance(alert, lt.hash_failed_alert):
+                torrent.hash_failures += 1
+            if torrent is not None and isinstance(alert, lt.peer_ban_alert):
+                torrent.banned.add(f"{alert.endpoint[0]}:{alert.endpoint[1]}")
             if torrent is not None and isinstance(alert, lt.torrent_finished_alert):
                 torrent.finished_alert_seen = True
             if torrent is not None and isinstance(alert, lt.tracker_error_alert):

@@ -36,6 +36,10 @@ class SeedingSection(StrictModel):
 
 class TrackerSection(StrictModel):
     interval: int = Field(default=30, ge=5, le=3600)
+    hub_peers_per_site: int = Field(
+        default=1, ge=1, le=64,
+        description="agents per site the hub's seeder trades with (hub/site_peers.py)",
+    )
 
 
 class MetadataSection(StrictModel):

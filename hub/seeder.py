@@ -16,6 +16,12 @@ What it guarantees:
   corrupted payload is never served. A payload whose size does not match the torrent is
   refused at `add`.
 - Torrents are not auto-managed, so libtorrent's active-seed limit never pauses one.
+- Peer exchange (PEX) is off for its torrents, and its tracker URL carries the hub's
+  secret `hub_key`, so the tracker knows which peer is the hub and can keep its address
+  from all but a few agents per site (hub/site_peers.py); with PEX on, those agents
+  would pass the address on to every peer they know.
+- Its peer id starts with HUB_PEER_ID_PREFIX, so agents can count what they received
+  from the hub's seeder apart from what other agents sent them.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 import libtorrent as lt
 import trio
 
+from agent.peer_session import HUB_PEER_ID_PREFIX, with_query_parameter
 from hub.errors import HubConfigError, PublishError
 
 log = logging.getLogger(__name__)
@@ -71,7 +78,13 @@ def all_peers_global_filter() -> lt.ip_filter:
 class HubSeeder:
     """Seeds payloads at a bounded rate; announce to `tracker_url` (the hub's tracker)."""
 
-    def __init__(self, listen: str, upload_limit: int = 0, tracker_url: str | None = None):
+    def __init__(
+        self,
+        listen: str,
+        upload_limit: int = 0,
+        tracker_url: str | None = None,
+        hub_key: str | None = None,
+    ):
         ip, _port = split_listen(listen)
         specific = ip not in ("0.0.0.0", "::")  # noqa: S104 - a test, not a bind
         if upload_limit < 0:
@@ -86,6 +99,7 @@ class HubSeeder:
             "upload_rate_limit": upload_limit,
             "alert_mask": int(_ALERTS),
             "user_agent": "meisitong-hub",
+            "peer_fingerprint": HUB_PEER_ID_PREFIX.decode("ascii"),
             "stop_tracker_timeout": 1,
         }
         if specific:
@@ -93,6 +107,8 @@ class HubSeeder:
             settings["announce_ip"] = ip  # type: ignore[typeddict-unknown-key]
         self._session: Any = lt.session(settings)
         self._session.set_peer_class_filter(all_peers_global_filter())
+        if tracker_url and hub_key:
+            tracker_url = with_query_parameter(tracker_url, "hub", hub_key)
         self._tracker_url = tracker_url
         self._torrents: dict[str, lt.torrent_handle] = {}
         self.listen = listen
@@ -133,7 +149,7 @@ class HubSeeder:
             params.renamed_files = {0: payload_file.name}
         params.flags = (
             params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
-        ) | lt.torrent_flags.seed_mode
+        ) | lt.torrent_flags.seed_mode | lt.torrent_flags.disable_pex
         if self._tracker_url:
             params.trackers = [self._tracker_url]
         self._torrents[v1] = self._session.add_torrent(params)

@@ -10,6 +10,7 @@ left the hub (seeder and web seed) so `status` can show it.
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 
 import trio
@@ -20,6 +21,7 @@ from hub.config import HubConfig
 from hub.database import HubDatabase
 from hub.hub_dir import HubDir
 from hub.seeder import HubSeeder
+from hub.site_peers import DeviceSites, SitePeerSelector
 from hub.tracker import Swarms, make_announce_route
 from hub.tuf_repository import HubRepository
 from hub.web_app import CountingFiles, make_app
@@ -35,12 +37,20 @@ class HubServer:
         hub_dir.require_initialized()
         self.hub_dir = hub_dir
         self.config = config
-        self.swarms = Swarms(interval=config.tracker.interval)
-        self.app = make_app(hub_dir, [make_announce_route(self.swarms)])
+        # The tracker knows the hub's own seeder by this secret in its tracker URL.
+        hub_key = secrets.token_urlsafe(24)
+        self.swarms = Swarms(
+            interval=config.tracker.interval,
+            peer_selector=SitePeerSelector(config.tracker.hub_peers_per_site),
+            hub_key=hub_key,
+        )
+        site_of = DeviceSites(hub_dir.database).site_of
+        self.app = make_app(hub_dir, [make_announce_route(self.swarms, site_of)])
         self.seeder = HubSeeder(
             listen=config.seeding.listen,
             upload_limit=config.seeding.upload_limit,
             tracker_url=f"{config.public_url}/announce",
+            hub_key=hub_key,
         )
         self._seeded: dict[str, str] = {}  # info_hash_v1 -> release target
 

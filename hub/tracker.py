@@ -18,7 +18,14 @@ Rules it keeps (BEP 3, BEP 23, BEP 7):
   trackers do, and logged; it never raises out of the route.
 
 Which peers an asker is told about is one seam, `peer_selector`: by default everyone but
-the asker. Shaping the swarm per site (DESIGN §7) replaces only that function.
+the asker. Shaping the swarm per site (DESIGN §7, hub/site_peers.py) replaces only that
+function. For it, an announce may carry two parameters of ours, which libtorrent keeps
+when it appends its own to a tracker URL that already has a query:
+- `device`: the announcing agent's device id. The route asks `site_of` (the hub's device
+  table) for the device's site and records it with the peer. Unauthenticated; see
+  hub/site_peers.py for what a liar can and cannot do with it.
+- `hub`: a secret the hub's own seeder puts in its tracker URL, so the tracker knows which
+  peer is the hub. Compared in constant time; a wrong one is ignored.
 
 State: the swarms live only in memory. That is deliberate, not an omission: every peer
 re-announces at least once per interval, so after a hub restart the swarms rebuild
@@ -27,11 +34,13 @@ themselves within one interval, and peers already connected keep trading meanwhi
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import random
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -49,6 +58,7 @@ DEFAULT_INTERVAL = 300
 DEFAULT_NUMWANT = 50
 MAX_NUMWANT = 200
 _EVENTS = frozenset({"", "started", "completed", "stopped", "paused"})
+_DEVICE_ID = re.compile(r"^[0-9a-z-]{4,64}$")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -67,6 +77,10 @@ class Announce:
     """None when the client did not say; such a peer counts as incomplete."""
     event: str
     numwant: int
+    device: str | None = None
+    """The agent's device id, when it says (our `device` parameter)."""
+    hub_key: str | None = None
+    """Our `hub` parameter: the hub seeder's secret, when it is the hub announcing."""
 
 
 @dataclass(frozen=True)
@@ -78,18 +92,27 @@ class Peer:
     port: int
     left: int | None
     last_seen: float
+    first_seen: float = 0.0
+    """When this peer joined the swarm (kept across re-announces)."""
+    device: str | None = None
+    site: str | None = None
+    """The device's site as the hub enrolled it; None when unknown."""
+    is_hub: bool = False
 
     @property
     def is_seed(self) -> bool:
         return self.left == 0
 
 
-PeerSelector = Callable[[Announce, Sequence[Peer]], Sequence[Peer]]
-"""Given the asker and every live peer of its swarm (the asker included), the peers to
-tell it about, best first. The tracker then keeps the first `numwant`."""
+PeerSelector = Callable[[Peer, Sequence[Peer]], Sequence[Peer]]
+"""Given the asker (as just recorded) and every live peer of its swarm (the asker
+included), the peers to tell it about, best first. The tracker keeps the first `numwant`."""
+
+SiteLookup = Callable[[str], Awaitable[str | None]]
+"""device id -> its site, or None when the hub does not know the device."""
 
 
-def everyone_but_the_asker(asker: Announce, peers: Sequence[Peer]) -> Sequence[Peer]:
+def everyone_but_the_asker(asker: Peer, peers: Sequence[Peer]) -> Sequence[Peer]:
     """The default selector: all other peers, shuffled so no peer is always listed last
     (and so never chosen) when a swarm is larger than numwant."""
     others = [p for p in peers if p.peer_id != asker.peer_id]
@@ -152,6 +175,10 @@ def parse_announce(query: bytes | str | Mapping[str, str], remote_ip: str) -> An
     if event not in _EVENTS:
         raise TrackerRequestError(f"unknown event {event!r}")
     ip = _peer_ip(params.get("ip"), remote_ip)
+    device = params["device"].decode("ascii", "replace") if "device" in params else None
+    if device is not None and not _DEVICE_ID.match(device):
+        raise TrackerRequestError(f"parameter 'device' is not a device id: {device[:80]!r}")
+    hub_key = params["hub"].decode("ascii", "replace") if "hub" in params else None
     numwant = _int(params, "numwant", DEFAULT_NUMWANT)
     return Announce(
         info_hash=info_hash,
@@ -163,6 +190,8 @@ def parse_announce(query: bytes | str | Mapping[str, str], remote_ip: str) -> An
         left=_int(params, "left") if "left" in params else None,
         event=event,
         numwant=min(numwant, MAX_NUMWANT),
+        device=device,
+        hub_key=hub_key,
     )
 
 
@@ -192,26 +221,42 @@ class Swarms:
         interval: int = DEFAULT_INTERVAL,
         peer_selector: PeerSelector = everyone_but_the_asker,
         clock: Callable[[], float] = time.monotonic,
+        hub_key: str | None = None,
     ) -> None:
         self.interval = interval
         self._select = peer_selector
         self._clock = clock
+        self._hub_key = hub_key
         self._swarms: dict[bytes, dict[bytes, Peer]] = {}
 
-    def announce(self, request: Announce) -> bytes:
-        """Record the announce and return the bencoded answer."""
+    def is_hub(self, request: Announce) -> bool:
+        return (
+            self._hub_key is not None
+            and request.hub_key is not None
+            and hmac.compare_digest(request.hub_key.encode(), self._hub_key.encode())
+        )
+
+    def announce(self, request: Announce, site: str | None = None) -> bytes:
+        """Record the announce (the peer of a device of `site`) and return the bencoded
+        answer."""
         now = self._clock()
         swarm = self._expire(request.info_hash, now)
+        previous = swarm.get(request.peer_id)
+        asker = Peer(
+            request.peer_id, request.ip, request.port, request.left, now,
+            first_seen=previous.first_seen if previous else now,
+            device=request.device,
+            site=site,
+            is_hub=self.is_hub(request),
+        )
         if request.event == "stopped":
             swarm.pop(request.peer_id, None)
         else:
-            swarm[request.peer_id] = Peer(
-                request.peer_id, request.ip, request.port, request.left, now
-            )
+            swarm[request.peer_id] = asker
         if not swarm:
             self._swarms.pop(request.info_hash, None)
         live = list(swarm.values())
-        chosen = [] if request.event == "stopped" else self._select(request, live)
+        chosen = [] if request.event == "stopped" else self._select(asker, live)
         chosen = list(chosen)[: request.numwant]
         v4 = b"".join(p.ip.packed + p.port.to_bytes(2, "big") for p in chosen if p.ip.version == 4)
         v6 = b"".join(p.ip.packed + p.port.to_bytes(2, "big") for p in chosen if p.ip.version == 6)
@@ -238,22 +283,29 @@ class Swarms:
         return swarm
 
 
-def handle_announce(swarms: Swarms, raw_query: bytes, remote_ip: str) -> bytes:
+async def handle_announce(
+    swarms: Swarms, raw_query: bytes, remote_ip: str, site_of: SiteLookup | None = None
+) -> bytes:
     """The whole announce, errors included, as bytes to send back with HTTP 200."""
     try:
         request = parse_announce(raw_query, remote_ip)
     except TrackerRequestError as exc:
         log.warning("malformed announce from %s: %s", remote_ip, exc)
         return failure(str(exc))
-    return swarms.announce(request)
+    site = None
+    if request.device is not None and site_of is not None:
+        site = await site_of(request.device)
+    return swarms.announce(request, site)
 
 
-def make_announce_route(swarms: Swarms) -> Route:
-    """GET /announce backed by `swarms`."""
+def make_announce_route(swarms: Swarms, site_of: SiteLookup | None = None) -> Route:
+    """GET /announce backed by `swarms`; `site_of` tells an announcing device's site."""
 
     async def announce(request: Request) -> Response:
         remote_ip = request.client.host if request.client else ""
-        body = handle_announce(swarms, request.scope.get("query_string", b""), remote_ip)
+        body = await handle_announce(
+            swarms, request.scope.get("query_string", b""), remote_ip, site_of
+        )
         return Response(body, media_type="text/plain")
 
     return Route("/announce", announce, methods=["GET"])
