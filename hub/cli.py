@@ -183,6 +183,14 @@ def status(hub_dir: str | None, as_json: bool) -> None:
             table.add_row(device["name"], device["group"], device["site"], device["outcome"],
                           device["reason"], device["finished_at"] or "")
         console.print(table)
+        if release["sites"]:
+            sites = Table("site", "devices reported", "bytes from hub", "bytes from peers",
+                          "hub copies")
+            for site in release["sites"]:
+                copies = site["from_hub"] / release["length"] if release["length"] else 0.0
+                sites.add_row(site["site"], f"{site['reported']}/{site['devices']}",
+                              str(site["from_hub"]), str(site["from_peers"]), f"{copies:.2f}")
+            console.print(sites)
 
 
 def _register_command_groups() -> None:

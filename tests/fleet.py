@@ -66,6 +66,7 @@ class ServedHub:
     url: str
     token: str
     workdir: Path
+    server: HubServer | None = None
 
     def publish(self, name: str, version: str, files: dict[str, bytes],
                 health: str = "", root: str = "/opt/app") -> str:
@@ -97,11 +98,12 @@ async def start_hub(workdir: Path, nursery: trio.Nursery, address: str = "127.0.
                              f"{address}:{free_port(address)}")
     server = HubServer(hub_dir, HubConfig.load(hub_dir.config_file))
     await nursery.start(server.run)
-    return ServedHub(hub_dir, f"http://{address}:{port}", created["token"], workdir)
+    return ServedHub(hub_dir, f"http://{address}:{port}", created["token"], workdir, server)
 
 
 async def start_agent(
-    hub: ServedHub, nursery: trio.Nursery, name: str, address: str, group: str = "lab"
+    hub: ServedHub, nursery: trio.Nursery, name: str, address: str, group: str = "lab",
+    site: str = "default",
 ) -> tuple[AgentDaemon, Path]:
     """An enrolled agent whose libtorrent session runs; returns it and its install prefix."""
     home = hub.workdir / name
@@ -110,6 +112,7 @@ async def start_agent(
     config_file = home / "agent.toml"
     config_file.write_text(
         f'[agent]\nstate_dir = "{home / "state"}"\nname = "{name}"\ngroup = "{group}"\n'
+        f'site = "{site}"\n'
         f'install_prefix = "{prefix}"\n[p2p]\nlisten = "{address}:{free_port(address)}"\n'
         "local_discovery = false\nweb_seed_after = 2\ndownload_timeout = 60\n"
     )
