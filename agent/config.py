@@ -69,10 +69,33 @@ class P2PSection(StrictModel):
         return _host_port(value, "listen")
 
 
+class GossipSection(StrictModel):
+    """Site gossip (agent/gossip/): results and inventories between agents of a site."""
+
+    enabled: bool = True
+    listen: str = Field(default="", description="IP:PORT; empty: the [p2p] IP, port 7881")
+    seeds: list[str] = Field(default_factory=list, max_length=256)
+    interval: float = Field(default=10.0, ge=0.05, le=3600)
+    fanout: int = Field(default=1, ge=1, le=16)
+    hub_sync_interval: float = Field(default=30.0, ge=0.1, le=86400)
+    retry_hub_after: float = Field(default=30.0, ge=0, le=86400)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _host_port(value, "listen") if value else value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[str]) -> list[str]:
+        return [_host_port(seed, "seeds") for seed in value]
+
+
 class AgentConfig(StrictModel):
     agent: AgentSection = AgentSection()
     hub: HubSection = HubSection()
     p2p: P2PSection = P2PSection()
+    gossip: GossipSection = GossipSection()
 
     @property
     def hub_url(self) -> str:

@@ -19,6 +19,7 @@ from agent.config import AgentConfig
 from agent.deployment import DeploymentContext, DeploymentRun, RetryLater, start_deployment
 from agent.device_identity import DeviceIdentity
 from agent.errors import AgentError, MetadataError, TargetNotFoundError, WireFormatError
+from agent.gossip import SiteGossip, refresh_metadata
 from agent.hub_client import DeliveryError, HubClient, RecordRefusedError
 from agent.install_prefix import InstallPrefix
 from agent.journal import Journal, utc_now
@@ -42,11 +43,17 @@ class AgentDaemon:
         self.hub_url = (config.hub_url or enrollment["hub_url"]).rstrip("/")
         self.identity = DeviceIdentity.load(self.state.device_key)
         self.journal = Journal(self.state.journal)
+        # Site gossip (None without a hub-issued certificate): relays results, and TUF
+        # metadata from peers while the hub is down.
+        self.gossip = SiteGossip.from_config(
+            config, self.state, self.identity, self.journal, self.hub_url
+        )
         self.metadata = MetadataClient(
             self.state.metadata,
             self.state.targets,
             self.hub_url,
             trusted_root=self.state.trusted_root.read_bytes(),
+            fetcher=self.gossip.fetcher if self.gossip else None,
         )
         self.hub = HubClient(self.hub_url, config.hub.timeout)
         self.peers = PeerSession(
@@ -77,6 +84,8 @@ class AgentDaemon:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.peers.run)
+                if self.gossip is not None:
+                    await nursery.start(self.gossip.run, self.peers)
                 nursery.start_soon(self._outbox_loop)
                 task_status.started()
                 await self._main_loop()
@@ -101,7 +110,7 @@ class AgentDaemon:
             await self._deploy(deployment.release)
         self.journal.set_status("activity", "refreshing metadata")
         try:
-            await trio.to_thread.run_sync(self.metadata.refresh)
+            await refresh_metadata(self.metadata, self.gossip.fetcher if self.gossip else None)
         except MetadataError:
             self.journal.set_status("metadata", f"refresh FAILED at {utc_now()}")
             raise

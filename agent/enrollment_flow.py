@@ -42,5 +42,8 @@ async def enroll(config: AgentConfig, hub_url: str, token_text: str) -> tuple[st
     ).signed_with(identity.private_key)
     response = await client.enroll(request)
     write_atomic(state.trusted_root, root, mode=0o600)
+    if response.certificate and response.ca_certificate:
+        write_atomic(state.hub_ca_certificate, response.ca_certificate.encode(), mode=0o644)
+        write_atomic(state.device_certificate, response.certificate.encode(), mode=0o644)
     state.write_enrollment(hub_url.rstrip("/"), identity.device_id, response.status)
     return identity.device_id, response.status

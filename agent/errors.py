@@ -65,3 +65,7 @@ class HealthCheckError(AgentError):
 
 class DowngradeRefusedError(AgentError):
     """A release is older than what is installed and is not signed as a rollback release."""
+
+
+class GossipError(AgentError):
+    """A site peer, its certificate or a record it sent was refused (not our failure)."""

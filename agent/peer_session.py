@@ -364,6 +364,15 @@ class PeerSession:
         """v1 info-hashes (hex) of the torrents this session holds."""
         return list(self._torrents)
 
+    def add_peer(self, info_hash_v1: str, ip: str, port: int) -> bool:
+        """Point a torrent of this session at a peer found without the tracker (site
+        gossip, for when the hub is down); False if the session holds no such torrent."""
+        torrent = self._torrents.get(info_hash_v1)
+        if torrent is None:
+            return False
+        torrent.handle.connect_peer((ip, port))
+        return True
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drain alerts (logging errors, remembering tracker errors for DownloadError
         messages) and remove torrents whose seed time is over, until cancelled."""

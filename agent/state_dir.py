@@ -28,6 +28,21 @@ class StateDir:
         return self.root / "trusted-root.json"
 
     @property
+    def device_certificate(self) -> Path:
+        """PEM certificate the hub issued at enrollment for the device key (mutual TLS)."""
+        return self.root / "device.crt"
+
+    @property
+    def hub_ca_certificate(self) -> Path:
+        """PEM certificate of the hub's device CA: site peers must chain to it."""
+        return self.root / "hub-ca.crt"
+
+    @property
+    def gossip(self) -> Path:
+        """SQLite store of gossip records, own and relayed."""
+        return self.root / "gossip.db"
+
+    @property
     def metadata(self) -> Path:
         return self.root / "metadata"
 

@@ -41,3 +41,7 @@ class UnknownDeviceError(HubError):
 
 class TrackerRequestError(HubError):
     """A BitTorrent announce request is malformed."""
+
+
+class CertificateAuthorityError(HubError):
+    """The device certificate authority's key or certificate is missing or unusable."""

@@ -26,10 +26,12 @@ from agent.errors import AgentError
 from agent.wire.enrollment import EnrollRequest
 from agent.wire.result import SignedResult
 from agent.wire.validation import parse_model
+from hub.certificate_authority import certify_device
 from hub.database import HubDatabase
 from hub.enrollment import enroll_device
 from hub.errors import EnrollmentRefusedError, HubError, UnknownDeviceError
 from hub.hub_dir import HubDir
+from hub.relayed_results import relay_routes
 from hub.results_store import ingest_result
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,14 @@ def make_app(hub_dir: HubDir, extra_routes: list[BaseRoute] | None = None) -> St
             return _error(403, str(exc))
         except AgentError as exc:
             return _error(400, str(exc))
-        return JSONResponse({"device_id": enroll_request.device_id, "status": status})
+        certificate: dict[str, str] = {}
+        if status == "accepted":  # the device's certificate for mutual TLS with its peers
+            certificate = await in_database(
+                lambda db: certify_device(hub_dir.online_keys, db, enroll_request.device_id)
+            )
+        return JSONResponse(
+            {"device_id": enroll_request.device_id, "status": status, **certificate}
+        )
 
     async def results(request: Request) -> Response:
         try:
@@ -135,6 +144,7 @@ def make_app(hub_dir: HubDir, extra_routes: list[BaseRoute] | None = None) -> St
         Mount("/metadata", StaticFiles(directory=hub_dir.metadata, check_dir=False)),
         Mount("/targets", StaticFiles(directory=hub_dir.targets, check_dir=False)),
         Mount("/payloads", payload_files),
+        *relay_routes(in_database),
         *(extra_routes or []),
     ]
     app = Starlette(routes=routes, exception_handlers={HubError: hub_errors})

@@ -87,6 +87,12 @@ class EnrollRequest(StrictModel):
 class EnrollResponse(StrictModel):
     device_id: str
     status: str = Field(pattern=r"^(accepted|pending)$")
+    certificate: str = Field(
+        default="", max_length=16384,
+        description="PEM X.509 certificate the hub's device CA issued for the device key "
+        "(accepted devices; mutual TLS with site peers)",
+    )
+    ca_certificate: str = Field(default="", max_length=16384, description="PEM, the device CA")
 
 
 def device_id_for(public_key_raw: bytes) -> str:

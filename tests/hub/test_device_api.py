@@ -64,7 +64,10 @@ async def test_device_enrolls_with_valid_token_and_its_results_are_stored_once(h
     response = await client.post("/api/v1/enroll",
                                  json=enroll_request(identity, token.secret).model_dump())
     assert response.status_code == 200, response.text
-    assert response.json() == {"device_id": identity.device_id, "status": "accepted"}
+    answer = response.json()
+    assert {k: answer[k] for k in ("device_id", "status")} == {
+        "device_id": identity.device_id, "status": "accepted"}
+    assert answer["certificate"].startswith("-----BEGIN CERTIFICATE-----")  # mutual TLS
 
     body = SignedResult.sign(result_for(identity), identity.private_key).to_bytes()
     first = await client.post("/api/v1/results", content=body)

@@ -1,0 +1,112 @@
+"""Scuttlebutt reconciliation, without I/O: what to send a peer, and how to take in
+what it sent.
+
+Every record is checked before it is stored (and so before it can be forwarded):
+the origin's certificate must chain to the hub's CA and name the origin, the origin's
+key must have signed the envelope, and a result must carry a device signature of that
+same origin over a record with that same id. The first record of an origin that fails
+ends that origin's part of the message: taking later versions would advance the
+digest past the hole and we would never ask anyone for the real record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from dataclasses import dataclass, field
+
+from agent.errors import AgentError, GossipError
+from agent.gossip.store import GossipStore
+from agent.gossip.tls import DeviceCertificate, DeviceCertificates
+from agent.wire.gossip import INVENTORY_KEY, DeltaMessage, GossipRecord, Inventory
+from agent.wire.result import SignedResult
+from agent.wire.validation import parse_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MergeOutcome:
+    accepted: int = 0
+    stale: int = 0
+    refused: list[str] = field(default_factory=list)
+    """Why each refused record was refused (one line each)."""
+
+
+def check_record(
+    record: GossipRecord, certificate_der: bytes, certificates: DeviceCertificates
+) -> DeviceCertificate:
+    """Raise an AgentError naming the problem unless `record` is genuine."""
+    origin = certificates.verify(certificate_der)
+    if origin.device_id != record.origin:
+        raise GossipError(
+            f"record {record.origin} v{record.version} came with the certificate of "
+            f"{origin.device_id}"
+        )
+    record.verify(origin.public_key_raw)
+    source = f"gossip record {record.origin} v{record.version}"
+    if record.kind == "result":
+        signed = SignedResult.from_bytes(record.body.encode("utf-8"), source)
+        if signed.record.device_id != record.origin or signed.record.record_id != record.key:
+            raise GossipError(
+                f"{source}: result {signed.record.record_id} of {signed.record.device_id} "
+                f"does not belong under key {record.key} of {record.origin}"
+            )
+        signed.verify(origin.public_key_raw)
+    else:
+        try:
+            inventory = parse_model(Inventory, json.loads(record.body), source)
+        except json.JSONDecodeError as exc:
+            raise GossipError(f"{source}: inventory is not JSON: {exc}") from None
+        if record.key != INVENTORY_KEY or inventory.site != origin.site:
+            raise GossipError(
+                f"{source}: inventory under key {record.key!r} for site {inventory.site!r}, "
+                f"but the certificate says site {origin.site!r}"
+            )
+    return origin
+
+
+def delta_for(store: GossipStore, their_digest: dict[str, int], limit: int) -> DeltaMessage:
+    """The records the holder of `their_digest` lacks, with their origins' certificates."""
+    records = store.newer_than(their_digest, limit)
+    certificates = {}
+    for origin in {record.origin for record in records}:
+        der = store.certificate(origin)
+        if der is not None:
+            certificates[origin] = base64.b64encode(der).decode("ascii")
+    return DeltaMessage(records=records, certificates=certificates)
+
+
+def merge_delta(
+    store: GossipStore, delta: DeltaMessage, certificates: DeviceCertificates, sender: str
+) -> MergeOutcome:
+    outcome = MergeOutcome()
+    by_origin: dict[str, list[GossipRecord]] = {}
+    for record in delta.records:
+        by_origin.setdefault(record.origin, []).append(record)
+    for origin, records in by_origin.items():
+        try:
+            der = base64.b64decode(delta.certificates.get(origin, ""), validate=True)
+        except (binascii.Error, ValueError):
+            der = b""
+        for index, record in enumerate(sorted(records, key=lambda r: r.version)):
+            if record.version <= store.version_of(record.origin, record.key):
+                outcome.stale += 1
+                continue
+            try:
+                if not der:
+                    raise GossipError(f"record {origin} v{record.version}: no certificate sent")
+                check_record(record, der, certificates)
+            except AgentError as exc:
+                dropped = len(records) - index
+                outcome.refused.append(f"{exc} ({dropped} record(s) of {origin} dropped)")
+                log.warning("gossip from %s: dropped %d record(s) of %s: %s",
+                            sender, dropped, origin, exc)
+                break
+            if store.put(record, der):
+                outcome.accepted += 1
+            else:
+                outcome.stale += 1
+    return outcome

@@ -1,0 +1,130 @@
+"""What agents of a site say to each other (and relay to the hub) in gossip.
+
+A `GossipRecord` is one versioned entry of one origin device, Scuttlebutt-style: each
+origin numbers its own entries 1, 2, 3, …; a peer's digest `{origin: highest version}`
+is all another peer needs to send exactly what it lacks. An entry is identified by
+(origin, key); a newer version of a key (an inventory summary) replaces the older.
+
+The origin signs the envelope (origin, version, kind, key, body) with its device key,
+so a relay can neither forge an entry nor renumber one (which would make peers believe
+they are up to date and never ask for the real entries). A result's body is moreover
+the device-signed `SignedResult` itself, which the hub verifies on its own.
+
+Messages of one exchange (client → server, then back): `digest`, `delta` (with the
+server's digest), `delta`, `done`. Or `fetch` → `file`: a file of the peer's trusted TUF
+metadata or targets, which the asking agent verifies with TUF like anything else.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import Field
+
+from agent.errors import SignatureError
+from agent.wire.canonical import canonical_json
+from agent.wire.result import SignedResult
+from agent.wire.validation import NAME_PATTERN, StrictModel
+
+DEVICE_ID_PATTERN = r"^dev-[0-9a-f]{20}$"
+MAX_RECORDS_PER_MESSAGE = 512
+MAX_BODY_CHARS = 64 * 1024
+MAX_RELAYED_RESULTS = 256
+"""Results per batch upload to the hub; a relay sends more in several requests."""
+
+RecordKind = Literal["result", "inventory"]
+INVENTORY_KEY = "inventory"
+
+
+class GossipRecord(StrictModel):
+    origin: str = Field(pattern=DEVICE_ID_PATTERN)
+    version: int = Field(ge=1, lt=2**62)
+    kind: RecordKind
+    key: str = Field(pattern=r"^[0-9a-z-]{1,64}$")
+    body: str = Field(max_length=MAX_BODY_CHARS, description="JSON text")
+    signature: str = Field(max_length=200, description="base64 Ed25519 of the envelope")
+
+    @staticmethod
+    def _envelope(origin: str, version: int, kind: str, key: str, body: str) -> bytes:
+        return canonical_json(
+            {"origin": origin, "version": version, "kind": kind, "key": key, "body": body}
+        )
+
+    @classmethod
+    def sign(
+        cls, origin: str, version: int, kind: RecordKind, key: str, body: str,
+        private_key: Ed25519PrivateKey,
+    ) -> GossipRecord:
+        signature = private_key.sign(cls._envelope(origin, version, kind, key, body))
+        return cls(origin=origin, version=version, kind=kind, key=key, body=body,
+                   signature=base64.b64encode(signature).decode("ascii"))
+
+    def verify(self, public_key_raw: bytes) -> None:
+        """Raise SignatureError unless the origin's key signed this envelope."""
+        try:
+            Ed25519PublicKey.from_public_bytes(public_key_raw).verify(
+                base64.b64decode(self.signature, validate=True),
+                self._envelope(self.origin, self.version, self.kind, self.key, self.body),
+            )
+        except (InvalidSignature, ValueError):
+            raise SignatureError(
+                f"gossip record {self.origin} v{self.version} ({self.kind} {self.key}): "
+                "envelope signature does not verify with the origin's key"
+            ) from None
+
+
+class Inventory(StrictModel):
+    """A device's summary of itself: where to reach it and what it holds."""
+
+    site: str = Field(pattern=NAME_PATTERN)
+    gossip: str = Field(default="", max_length=64, description="IP:PORT of its gossip server")
+    p2p: str = Field(default="", max_length=64, description="IP:PORT libtorrent listens on")
+    timestamp_version: int = Field(default=0, ge=0, description="of its trusted TUF metadata")
+    deployments: dict[str, str] = Field(default_factory=dict, max_length=256)
+
+
+class DigestMessage(StrictModel):
+    type: Literal["digest"] = "digest"
+    digest: dict[str, int] = Field(default_factory=dict, max_length=4096)
+
+
+class DeltaMessage(StrictModel):
+    type: Literal["delta"] = "delta"
+    digest: dict[str, int] | None = Field(default=None, max_length=4096)
+    records: list[GossipRecord] = Field(default_factory=list, max_length=MAX_RECORDS_PER_MESSAGE)
+    certificates: dict[str, str] = Field(
+        default_factory=dict, max_length=MAX_RECORDS_PER_MESSAGE,
+        description="origin -> base64 DER of its hub-issued certificate",
+    )
+
+
+class DoneMessage(StrictModel):
+    type: Literal["done"] = "done"
+    accepted: int = Field(ge=0)
+    refused: int = Field(ge=0)
+
+
+class FetchRequest(StrictModel):
+    type: Literal["fetch"] = "fetch"
+    path: str = Field(max_length=512, pattern=r"^(metadata|targets)/")
+
+
+class FileAnswer(StrictModel):
+    type: Literal["file"] = "file"
+    status: int
+    length: int = Field(default=0, ge=0)
+
+
+class RecordIds(StrictModel):
+    """Relay → hub: which of these results do you lack?"""
+
+    record_ids: list[str] = Field(max_length=4 * MAX_RELAYED_RESULTS)
+
+
+class RelayedResults(StrictModel):
+    """Relay → hub: results it lacks, each signed by its own device."""
+
+    results: list[SignedResult] = Field(max_length=MAX_RELAYED_RESULTS)

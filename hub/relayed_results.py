@@ -1,0 +1,110 @@
+"""Results relayed by gossip: any agent that reaches the hub hands over what it lacks.
+
+Two calls, so a relay sends each result's body once at most: `POST
+/api/v1/results/missing` with record ids answers which the hub does not hold; `POST
+/api/v1/results/batch` takes those. Ingestion is `results_store.ingest_result`, one
+record at a time: idempotent by record id, and a record whose device signature does not
+verify with the enrolled key is refused (and logged) without affecting the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agent.errors import AgentError
+from agent.wire.gossip import MAX_RELAYED_RESULTS, RecordIds, RelayedResults
+from agent.wire.result import MAX_RECORD_BYTES
+from agent.wire.validation import parse_model
+from hub.database import HubDatabase
+from hub.errors import UnknownDeviceError
+from hub.results_store import ingest_result
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_BODY_BYTES = MAX_RELAYED_RESULTS * MAX_RECORD_BYTES
+
+
+def missing_results(database: HubDatabase, record_ids: list[str]) -> list[str]:
+    """The ids of `record_ids` the hub holds no result for, in the order given."""
+    held: set[str] = set()
+    for start in range(0, len(record_ids), 500):
+        chunk = record_ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        held.update(
+            row["record_id"] for row in database.query(
+                f"SELECT record_id FROM results WHERE record_id IN ({marks})",  # noqa: S608
+                tuple(chunk),
+            )
+        )
+    return [record_id for record_id in record_ids if record_id not in held]
+
+
+def ingest_relayed(database: HubDatabase, batch: RelayedResults) -> dict[str, Any]:
+    stored: list[str] = []
+    duplicate: list[str] = []
+    refused: list[dict[str, str]] = []
+    for signed in batch.results:
+        record_id = signed.record.record_id
+        try:
+            outcome = ingest_result(database, signed)
+        except (AgentError, UnknownDeviceError) as exc:
+            refused.append({"record_id": record_id, "error": str(exc)})
+            continue
+        (stored if outcome.stored else duplicate).append(record_id)
+    if refused:
+        log.warning("relayed batch: refused %d of %d results (first: %s)",
+                    len(refused), len(batch.results), refused[0]["error"])
+    return {"stored": stored, "duplicate": duplicate, "refused": refused}
+
+
+def relay_routes(
+    in_database: Callable[[Callable[[HubDatabase], Any]], Awaitable[Any]],
+) -> list[BaseRoute]:
+    """The two routes; `in_database` runs a function with a database in a thread."""
+
+    async def parsed(request: Request, model: type, limit: int) -> Any:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _TooLarge(f"request body larger than {limit} bytes")
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AgentError(f"request body is not JSON: {exc}") from None
+        return parse_model(model, data, str(request.url.path))
+
+    async def missing(request: Request) -> Response:
+        try:
+            ids: RecordIds = await parsed(request, RecordIds, 256 * 1024)
+        except _TooLarge as exc:
+            return JSONResponse({"error": str(exc)}, status_code=413)
+        except AgentError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        lacking = await in_database(lambda db: missing_results(db, ids.record_ids))
+        return JSONResponse({"missing": lacking})
+
+    async def batch(request: Request) -> Response:
+        try:
+            results: RelayedResults = await parsed(request, RelayedResults, MAX_BATCH_BODY_BYTES)
+        except _TooLarge as exc:
+            return JSONResponse({"error": str(exc)}, status_code=413)
+        except AgentError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(await in_database(lambda db: ingest_relayed(db, results)))
+
+    return [
+        Route("/api/v1/results/missing", missing, methods=["POST"]),
+        Route("/api/v1/results/batch", batch, methods=["POST"]),
+    ]
+
+
+class _TooLarge(Exception):
+    pass
