@@ -69,3 +69,7 @@ class DowngradeRefusedError(AgentError):
 
 class GossipError(AgentError):
     """A site peer, its certificate or a record it sent was refused (not our failure)."""
+
+
+class PolicyError(AgentError):
+    """A group policy (TOML) is invalid; the message names the key and the reason."""

@@ -1,0 +1,77 @@
+"""Disruption-budget lease requests: signed by the device key, answered by the hub.
+
+A device asks for a lease before it installs or reboots and gives it back when the
+deployment is over; the hub grants at most the policy's `max_concurrent` per group (and
+label value). The signature stops one device from taking or dropping another's lease;
+`issued_at` bounds how long a captured request can be replayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import Field
+
+from agent.errors import SignatureError, WireFormatError
+from agent.wire.canonical import canonical_json
+from agent.wire.validation import NAME_PATTERN, StrictModel, parse_model
+
+MAX_LEASE_REQUEST_BYTES = 8 * 1024
+
+
+class LeaseRequest(StrictModel):
+    action: Literal["acquire", "release"]
+    device_id: str = Field(pattern=r"^[0-9a-z-]{4,64}$")
+    group: str = Field(pattern=NAME_PATTERN)
+    scope: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9._=-]*$",
+                       description="label value the budget is counted per, '' for the group")
+    release: str = Field(min_length=1, max_length=512)
+    ttl_seconds: int = Field(ge=1, le=86400)
+    issued_at: str = Field(description="ISO 8601 UTC; the hub refuses stale requests")
+
+
+class SignedLeaseRequest(StrictModel):
+    request: LeaseRequest
+    signature: str
+
+    @classmethod
+    def sign(cls, request: LeaseRequest, key: Ed25519PrivateKey) -> SignedLeaseRequest:
+        signature = key.sign(canonical_json(request.model_dump(mode="json")))
+        return cls(request=request, signature=base64.b64encode(signature).decode("ascii"))
+
+    def verify(self, public_key_raw: bytes) -> None:
+        try:
+            public_key = Ed25519PublicKey.from_public_bytes(public_key_raw)
+            signature = base64.b64decode(self.signature, validate=True)
+            public_key.verify(signature, canonical_json(self.request.model_dump(mode="json")))
+        except (InvalidSignature, ValueError) as exc:
+            raise SignatureError(
+                f"lease request from device {self.request.device_id}: signature does not "
+                f"verify ({type(exc).__name__})"
+            ) from None
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str) -> SignedLeaseRequest:
+        if len(data) > MAX_LEASE_REQUEST_BYTES:
+            raise WireFormatError(f"{source}: larger than {MAX_LEASE_REQUEST_BYTES} bytes")
+        try:
+            decoded = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WireFormatError(f"{source}: not JSON: {exc}") from None
+        return parse_model(cls, decoded, source)
+
+
+class LeaseAnswer(StrictModel):
+    granted: bool
+    held: int = Field(ge=0, description="leases now held in the scope, this one included")
+    max_concurrent: int | None = Field(default=None, description="None: no budget")
+    expires_at: str | None = None
+    retry_at: str | None = Field(default=None, description="when the next held lease expires")
+    reason: str = ""
