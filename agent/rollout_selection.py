@@ -2,6 +2,8 @@
 
 A device decides its own stage membership from a stable hash of (device id, release), so
 membership only grows as a stage widens and the metadata needs no per-device list.
+Explicit pilot devices and every device of a pilot group are in every stage, the first
+included. The hub computes membership with these same functions to count each stage.
 """
 
 from __future__ import annotations
@@ -12,13 +14,34 @@ from dataclasses import dataclass
 from packaging.version import Version
 
 from agent.wire.release import ReleaseInfo
-from agent.wire.rollout import GroupRollouts, RolloutState
+from agent.wire.rollout import GroupRollouts, RolloutEntry, RolloutState
 
 
 def rollout_bucket(device_id: str, release: str) -> float:
     """A number in [0, 100), uniform over devices, fixed for a (device, release) pair."""
     digest = hashlib.sha256(f"{device_id}\n{release}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+
+def is_pilot(entry: RolloutEntry, device_id: str, group: str) -> bool:
+    return device_id in entry.pilot_devices or group in entry.pilot_groups
+
+
+def joining_stage(entry: RolloutEntry, device_id: str, group: str) -> int | None:
+    """The index of the first stage that includes this device, or None if none does.
+
+    Pilots join at stage 0; any other device at the first stage whose percentage is above
+    its bucket. Because stages increase, a device once in stays in.
+    """
+    if is_pilot(entry, device_id, group):
+        return 0
+    bucket = rollout_bucket(device_id, entry.release)
+    return next((index for index, percent in enumerate(entry.stages) if bucket < percent), None)
+
+
+def in_current_stage(entry: RolloutEntry, device_id: str, group: str) -> bool:
+    stage = joining_stage(entry, device_id, group)
+    return stage is not None and stage <= entry.current_stage
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,9 @@ def select_releases(
 ) -> tuple[list[Candidate], list[Skipped]]:
     """Newest eligible release per name that is not installed yet.
 
+    The document is the one of this device's own group, so `document.group` is the group
+    that pilot groups are matched against.
+
     `releases` maps release target paths to their admin-signed info (a rollout entry
     without one is skipped: the rollout role cannot create releases). `installed` maps
     release names to installed versions; an older version is a downgrade and is taken only
@@ -56,7 +82,7 @@ def select_releases(
         if entry.state is not RolloutState.ACTIVE:
             skipped.append(Skipped(entry.release, f"rollout is {entry.state}"))
             continue
-        if rollout_bucket(device_id, entry.release) >= entry.stage_percent:
+        if not in_current_stage(entry, device_id, document.group):
             skipped.append(Skipped(entry.release, f"not in stage ({entry.stage_percent}%)"))
             continue
         manifest = info.manifest

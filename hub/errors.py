@@ -45,3 +45,12 @@ class TrackerRequestError(HubError):
 
 class CertificateAuthorityError(HubError):
     """The device certificate authority's key or certificate is missing or unusable."""
+
+
+class RolloutError(HubError):
+    """A rollout change was refused: bad stages or rules, a state that does not allow it,
+    pilots that would never read the rollout. Nothing was published."""
+
+
+class UnknownGroupError(HubError):
+    """No enrolled device is in that group and no admin created it."""

@@ -3,8 +3,9 @@ online metadata fresh.
 
 Tasks, all in one nursery: the HTTP server (Hypercorn's trio worker), the libtorrent
 seeder, a loop that starts seeding releases published while the server runs, a loop that
-re-signs the timestamp before it expires, and a loop that records how many payload bytes
-left the hub (seeder and web seed) so `status` can show it.
+re-signs the timestamp before it expires, a loop that records how many payload bytes
+left the hub (seeder and web seed) so `status` can show it, and the rollout controller
+(hub/rollout_runner.py), which advances and halts rollouts as results arrive.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from hub.config import HubConfig
 from hub.database import HubDatabase
 from hub.hub_dir import HubDir
+from hub.rollout_runner import RolloutRuleRunner
 from hub.seeder import HubSeeder
 from hub.site_peers import DeviceSites, SitePeerSelector
 from hub.tracker import Swarms, make_announce_route
@@ -53,6 +55,8 @@ class HubServer:
             hub_key=hub_key,
         )
         self._seeded: dict[str, str] = {}  # info_hash_v1 -> release target
+        # The rollout controller: advances and halts rollouts as results arrive.
+        self.rollout_rules = RolloutRuleRunner(hub_dir)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         http_config = HypercornConfig()
@@ -69,6 +73,7 @@ class HubServer:
                 nursery.start_soon(self._release_loop)
                 nursery.start_soon(self._metadata_loop)
                 nursery.start_soon(self._stats_loop)
+                nursery.start_soon(self.rollout_rules.run)
                 log.info(
                     "hub serving on %s (public %s), seeding on %s",
                     self.config.server.listen, self.config.public_url, self.config.seeding.listen,

@@ -238,6 +238,43 @@ class HubRepository:
             self._write(files)
         logger.info("published %s in rollout v%d", target_path, state.rollout.signed.version)
 
+    def set_rollout_documents(self, documents: dict[str, bytes]) -> None:
+        """Publish several groups' rollout documents in one rollout version, so a change
+        that touches more than one group (a rollout with pilot groups) is seen whole or
+        not at all. Same checks as `set_rollout_document`."""
+        if not documents:
+            raise RepositoryError("no rollout documents given")
+        for target_path in documents:
+            validate_target_path(target_path)
+        with self._locked():
+            state = load_state(self.hub_dir.metadata)
+            delegations = state.targets.signed.delegations
+            roles = delegations.roles if delegations is not None else None
+            role = roles.get(ROLLOUT_ROLE) if roles else None
+            refused = [path for path in documents
+                       if role is None or not role.is_delegated_path(path)]
+            if role is None or refused:
+                raise RepositoryError(
+                    f"{', '.join(map(repr, refused))} not rollout document paths: the "
+                    f"rollout role may only sign {ROLLOUT_PATHS}"
+                )
+            rollout_signer = self.keys.load_expected(ROLLOUT_ROLE, role.keyids)
+            snapshot_signer, timestamp_signer = self._freshness_signers(state)
+            files: list[tuple[Path, bytes]] = []
+            for target_path, data in documents.items():
+                target_file = TargetFile.from_data(target_path, data, ["sha256"])
+                state.rollout.signed.targets[target_path] = target_file
+                name = consistent_target_name(target_path, target_file.hashes["sha256"])
+                files.append((self.hub_dir.targets / name, data))
+            state.rollout.signed.version += 1
+            sign(state.rollout, rollout_signer, self._now() + self.expiry.rollout)
+            files += self._freshness_files(
+                state, {ROLLOUT_ROLE: serialize(state.rollout)}, snapshot_signer, timestamp_signer
+            )
+            self._write(files)
+        logger.info("published %s in rollout v%d", ", ".join(documents),
+                    state.rollout.signed.version)
+
     def refresh_timestamp(self, force: bool = False) -> bool:
         """Re-sign what is in its second half of life with the online keys.
 

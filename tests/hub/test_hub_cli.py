@@ -61,7 +61,7 @@ def test_publish_then_rollout_shows_in_status_and_audit(hub_dir, tmp_path):
                     str(tmp_path / "tool.tar"), "--json")
     assert published.exit_code == 0, published.output
     assert json.loads(published.output)["target"] == "releases/tool/2.0.0/tool.tar"
-    assert run("rollout", "start", "tool@2.0.0", "--group", "lab", "--dir",
+    assert run("rollout", "start", "tool@2.0.0", "--group", "lab", "--new-group", "--dir",
                str(hub_dir)).exit_code == 0
     status = json.loads(run("status", "--dir", str(hub_dir), "--json").output)
     [release] = status["releases"]
