@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -91,10 +92,19 @@ class GossipSection(StrictModel):
         return [_host_port(seed, "seeds") for seed in value]
 
 
+class LifecycleSection(StrictModel):
+    """How a deployment may treat the device: reboots, crash loops, free space."""
+
+    reboot: Literal["system", "restart-agent"] = "system"
+    max_boots: int = Field(default=3, ge=1, le=100)
+    free_space_reserve: int = Field(default=64 * 1024 * 1024, ge=0, description="bytes")
+
+
 class AgentConfig(StrictModel):
     agent: AgentSection = AgentSection()
     hub: HubSection = HubSection()
     p2p: P2PSection = P2PSection()
+    lifecycle: LifecycleSection = LifecycleSection()
     gossip: GossipSection = GossipSection()
 
     @property

@@ -25,7 +25,9 @@ from agent.install_prefix import InstallPrefix
 from agent.journal import Journal, utc_now
 from agent.metadata_client import MetadataClient
 from agent.peer_session import PeerSession
+from agent.reboot import reboot_adapter
 from agent.rollout_selection import select_releases
+from agent.start_recovery import prepare_start
 from agent.state_dir import StateDir
 from agent.wire.release import ReleaseInfo
 from agent.wire.rollout import GroupRollouts
@@ -75,10 +77,14 @@ class AgentDaemon:
             web_seed_after=config.p2p.web_seed_after,
             download_timeout=config.p2p.download_timeout,
             on_activity=lambda text: self.journal.set_status("activity", text),
+            reboot=reboot_adapter(config.lifecycle.reboot),
+            max_boots=config.lifecycle.max_boots,
+            free_space_reserve=config.lifecycle.free_space_reserve,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.journal.set_status("daemon", f"running, pid {os.getpid()}, since {utc_now()}")
+        prepare_start(self.ctx)  # boot counter, leftovers of deployments cut short
         log.info("agent %s (group %s, site %s) using hub %s", self.identity.device_id,
                  self.config.agent.group, self.config.agent.site, self.hub_url)
         try:

@@ -2,8 +2,14 @@
 
 Each state has one step: it performs the state's action and journals the next state.
 Because a state is journaled before its action runs, a daemon restarted after a crash
-knows exactly what may have been in flight (`lifecycle.RECOVERY`) and continues from
-there: an interrupted install is reverted, an interrupted snapshot is taken again.
+knows exactly what may have been in flight and continues from where
+`lifecycle.resume_state` says: an interrupted snapshot is taken again, an interrupted
+install is run again (idempotent installers) or reverted, a reboot that happened leads
+to the checks, a release that keeps the agent from passing its checks is reverted.
+
+Pairs of action and undo, both rerunnable: snapshot / discard, install / rollback +
+restore. A revert is verified before it is called reverted; one that cannot be verified
+ends in revert-failed, which blocks further installs until `meisitong-agent clear`.
 """
 
 from __future__ import annotations
@@ -12,49 +18,51 @@ import hashlib
 import logging
 import shutil
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import trio
 from tuf.api.metadata import TargetFile
 
-from agent import __version__
+from agent.crash_points import CrashPoints, crash_points
 from agent.deployment_gate import AlwaysAllow, DeploymentGate
+from agent.deployment_result import OUTCOME_OF, signed_result
 from agent.device_identity import DeviceIdentity
+from agent.disk_space import SpaceNeed, check_free_space, tree_bytes
 from agent.errors import (
     AgentError,
+    DiskSpaceError,
     DownloadError,
     MetadataError,
     PayloadVerificationError,
 )
 from agent.health_checks import run_health_checks
 from agent.install_prefix import InstallPrefix
-from agent.installers import installer_for
+from agent.installers import Installer, installer_for
 from agent.journal import Deployment, Journal
-from agent.lifecycle import RECOVERY, TERMINAL, State
+from agent.lifecycle import TERMINAL, ResumeFacts, State, resume_state
 from agent.metadata_client import MetadataClient
 from agent.peer_session import PeerSession
-from agent.snapshots import FileTreeSnapshot, SnapshotManifest
+from agent.reboot import RebootAdapter, SystemReboot
+from agent.snapshots import (
+    FileTreeSnapshot,
+    SnapshotBackend,
+    SnapshotManifest,
+    backend_for_manifest,
+    backend_for_paths,
+)
 from agent.state_dir import StateDir
-from agent.wire.release import ReleaseInfo
-from agent.wire.result import Outcome, ResultRecord, SignedResult
+from agent.wire.release import FileTreeInstall, ReleaseInfo
+from agent.wire.result import Outcome
 
 log = logging.getLogger(__name__)
 
-OUTCOME_OF: dict[State, Outcome] = {
-    State.COMMITTED: Outcome.INSTALLED,
-    State.REVERTED: Outcome.REVERTED,
-    State.REVERT_FAILED: Outcome.REVERT_FAILED,
-    State.FAILED: Outcome.FAILED,
-}
-
 
 class RetryLater(Exception):
-    """The deployment cannot progress now (no peers, hub unreachable); nothing changed."""
+    """The deployment cannot progress now (no peers, hub unreachable, no room, blocked);
+    nothing changed on the device."""
 
 
 @dataclass
@@ -72,27 +80,38 @@ class DeploymentContext:
     download_timeout: float
     on_result: Callable[[], None] = lambda: None
     on_activity: Callable[[str], None] = lambda text: None
-    snapshots: FileTreeSnapshot = field(default_factory=FileTreeSnapshot)
+    snapshots: SnapshotBackend = field(default_factory=FileTreeSnapshot)
     gate: DeploymentGate = field(default_factory=AlwaysAllow)
+    reboot: RebootAdapter = field(default_factory=SystemReboot)
+    max_boots: int = 3
+    free_space_reserve: int = 64 * 1024 * 1024
+    crash: CrashPoints = field(default_factory=crash_points)
 
 
-def _stamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def deployment_key(release: str) -> str:
+    """The name of a deployment's snapshot store and work directory."""
+    return hashlib.sha256(release.encode()).hexdigest()[:16]
 
 
-def start_deployment(journal: Journal, release: str, target: TargetFile) -> Deployment:
+def start_deployment(
+    journal: Journal, release: str, target: TargetFile, crash: CrashPoints | None = None
+) -> Deployment:
     """Journal a new deployment pinned to the signed target it will install."""
     info = ReleaseInfo.from_custom(target.custom, release)
-    return journal.create(
+    created = journal.create(
         release, info.manifest.name, info.manifest.version, {"target": target.to_dict()}
     )
+    crash = crash or crash_points()
+    crash.started_here(release)
+    crash.after_transition(State.PENDING.value)
+    return created
 
 
 class DeploymentRun:
     def __init__(self, ctx: DeploymentContext, release: str) -> None:
         self.ctx = ctx
         self.release = release
-        key = hashlib.sha256(release.encode()).hexdigest()[:16]
+        key = deployment_key(release)
         self.snapshot_store = ctx.state_dir.snapshots / key
         self.workdir = ctx.state_dir.work / key
         self.download_dir = ctx.state_dir.downloads / key
@@ -101,13 +120,17 @@ class DeploymentRun:
 
     # plumbing ------------------------------------------------------------------
 
-    async def _journal(self, new_state: State, reason: str = "", **detail: Any) -> Deployment:
+    async def _journal(
+        self, new_state: State, reason: str = "", *, not_ready: bool = False, **detail: Any
+    ) -> Deployment:
         detail[f"at_{new_state.value}"] = time.time()
         result = None
-        if new_state in TERMINAL:
-            result = self._result(new_state, reason, detail)
+        if new_state in TERMINAL or not_ready:
+            outcome = Outcome.NOT_READY if not_ready else OUTCOME_OF[new_state]
+            result = signed_result(self.ctx.identity, self.deployment, self.info, outcome,
+                                   reason, detail, new_state)
         # Called on the trio thread on purpose: one connection, strictly ordered writes.
-        return self.ctx.journal.transition(
+        written = self.ctx.journal.transition(
             self.release,
             new_state,
             reason,
@@ -117,6 +140,8 @@ class DeploymentRun:
             if new_state is State.COMMITTED
             else None,
         )
+        self.ctx.crash.after_transition(new_state.value)
+        return written
 
     @property
     def deployment(self) -> Deployment:
@@ -129,42 +154,19 @@ class DeploymentRun:
         assert self._info is not None
         return self._info
 
-    def _result(self, state: State, reason: str, detail: dict[str, Any]) -> tuple[str, bytes]:
-        merged = {**self.deployment.detail, **detail}
+    @property
+    def installer(self) -> Installer:
+        return installer_for(self.info.manifest.install, self.ctx.state_dir.root / "packages")
 
-        def span(start: str, end: str) -> float | None:
-            if start in merged and end in merged:
-                return round(float(merged[end]) - float(merged[start]), 3)
-            return None
-
-        timings = {
-            name: value
-            for name, value in {
-                "download_s": span("at_downloading", "at_verified"),
-                "install_s": span("at_installing", "at_checking"),
-                "health_s": span("at_checking", f"at_{state.value}"),
-            }.items()
-            if value is not None
-        }
-        record = ResultRecord(
-            record_id=str(uuid.uuid4()),
-            device_id=self.ctx.identity.device_id,
-            release=self.release,
-            name=self.info.manifest.name,
-            version=self.info.manifest.version,
-            outcome=OUTCOME_OF[state],
-            reason=reason or str(merged.get("failure", "")),
-            started_at=self.deployment.created_at,
-            finished_at=_stamp(),
-            timings=timings,
-            bytes_from_peers=int(merged.get("bytes_from_peers", 0)),
-            bytes_from_hub=int(merged.get("bytes_from_hub", 0)),
-            agent_version=__version__,
-        )
-        return record.record_id, SignedResult.sign(record, self.ctx.identity.private_key).to_bytes()
+    @property
+    def payload(self) -> Path:
+        return Path(self.deployment.detail["payload"])
 
     def _manifest(self) -> SnapshotManifest:
         return SnapshotManifest.from_json(self.deployment.detail["snapshot"])
+
+    def _backend(self, manifest: SnapshotManifest) -> SnapshotBackend:
+        return backend_for_manifest(manifest, self.ctx.snapshots)
 
     # the loop ----------------------------------------------------------------
 
@@ -173,11 +175,7 @@ class DeploymentRun:
         signed = self.deployment.detail["target"]
         self._target = TargetFile.from_dict(dict(signed), self.release)
         self._info = ReleaseInfo.from_custom(self._target.custom, self.release)
-        state = RECOVERY.get(self.deployment.state, self.deployment.state)
-        if state is not self.deployment.state:
-            log.warning("%s: resuming after interruption in %s: continuing from %s",
-                        self.release, self.deployment.state, state)
-            await self._journal(state, f"resumed after interruption in {self.deployment.state}")
+        state = await self._resume()
         steps: dict[State, Callable[[], Awaitable[State]]] = {
             State.PENDING: self._pending,
             State.SCHEDULED: self._scheduled,
@@ -196,6 +194,30 @@ class DeploymentRun:
         await self.ctx.gate.finished(self.release)
         self._cleanup()
         return self.deployment
+
+    async def _resume(self) -> State:
+        current = self.deployment
+        detail = current.detail
+        boot_id = detail.get("boot_id")
+        facts = ResumeFacts(
+            boots=int(detail.get("boots", 0)),
+            revert_boots=int(detail.get("revert_boots", 0)),
+            max_boots=self.ctx.max_boots,
+            installer_idempotent=self.installer.idempotent,
+            rebooted=boot_id is not None and boot_id != self.ctx.reboot.boot_id(),
+        )
+        state, why = resume_state(current.state, facts)
+        if state is not current.state:
+            log.warning("%s: found in %s: %s", self.release, current.state, why)
+            if state is State.REVERT_FAILED:
+                log.error("%s: REVERT FAILED: %s", self.release, why)
+            self.ctx.crash.started_here(self.release)
+            await self._journal(state, why)
+        else:
+            if why:
+                log.warning("%s: found in %s: %s", self.release, current.state, why)
+            self.ctx.crash.after_resume(self.release, state.value)
+        return state
 
     async def _pending(self) -> State:
         await self._journal(State.SCHEDULED)
@@ -234,28 +256,39 @@ class DeploymentRun:
             State.VERIFIED,
             payload=str(downloaded.path),
             bytes_from_peers=downloaded.from_peers,
-            bytes_from_hub=downloaded.from_hub,
+            bytes_from_hub=downloaded.from_web_seed,
         )
         return State.VERIFIED
 
     async def _verified(self) -> State:
+        blocking = self.ctx.journal.blocking()
+        if blocking:
+            raise RetryLater(
+                f"installs are blocked: the revert of {blocking[0].release} failed "
+                f"({blocking[0].reason}); an admin must check the device and run "
+                "`meisitong-agent clear`"
+            )
         await self.ctx.gate.wait_for_install(self.release, self.info)
         await self._journal(State.SNAPSHOTTING)
         return State.SNAPSHOTTING
 
     async def _snapshotting(self) -> State:
-        payload = Path(self.deployment.detail["payload"])
-        installer = installer_for(self.info.manifest.install)
+        installer, payload = self.installer, self.payload
         try:
             paths = await trio.to_thread.run_sync(installer.planned_paths, payload, self.ctx.prefix)
+            backend = backend_for_paths(paths, self._install_root(), self.ctx.snapshots)
+            await trio.to_thread.run_sync(self._check_space, installer, payload, paths, backend)
+        except DiskSpaceError as exc:
+            first = not self.deployment.detail.get("not_ready_reported")
+            await self._journal(State.VERIFIED, f"not ready: {exc}", not_ready=first,
+                                not_ready_reported=True)
+            raise RetryLater(str(exc)) from None
         except AgentError as exc:
             await self._journal(State.FAILED, f"payload refused, nothing changed: {exc}")
             return State.FAILED
         try:
             shutil.rmtree(self.snapshot_store, ignore_errors=True)  # a partial one from a crash
-            manifest = await trio.to_thread.run_sync(
-                self.ctx.snapshots.take, paths, self.snapshot_store
-            )
+            manifest = await trio.to_thread.run_sync(backend.take, paths, self.snapshot_store)
         except AgentError as exc:
             shutil.rmtree(self.snapshot_store, ignore_errors=True)
             await self._journal(State.FAILED, f"snapshot failed, nothing changed: {exc}")
@@ -263,56 +296,109 @@ class DeploymentRun:
         await self._journal(State.INSTALLING, snapshot=manifest.to_json())
         return State.INSTALLING
 
+    def _install_root(self) -> Path | None:
+        spec = self.info.manifest.install
+        return self.ctx.prefix.place(spec.root) if isinstance(spec, FileTreeInstall) else None
+
+    def _check_space(self, installer: Installer, payload: Path, paths: list[Path],
+                     backend: SnapshotBackend) -> None:
+        """Blocking, in a worker thread: must not touch the journal."""
+        needs = installer.space_needed(payload, self.ctx.prefix, self.workdir)
+        if isinstance(backend, FileTreeSnapshot):
+            needs.append(SpaceNeed(self.snapshot_store, tree_bytes(paths), "snapshot"))
+        check_free_space(needs, self.ctx.free_space_reserve)
+
     async def _installing(self) -> State:
-        payload = Path(self.deployment.detail["payload"])
-        installer = installer_for(self.info.manifest.install)
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            await installer.install(payload, self.ctx.prefix, self.workdir)
-        except AgentError as exc:
-            await self._journal(State.REVERTING, failure=f"install failed: {exc}")
+            await self.installer.install(self.payload, self.ctx.prefix, self.workdir)
+        except (AgentError, OSError) as exc:
+            await self._journal(State.REVERTING, failure=self._install_failure(exc))
             return State.REVERTING
         if self.info.manifest.reboot:
-            # Reboots come with the crash-safe lifecycle; until then the checks run at once.
-            log.warning("%s asks for a reboot; not supported yet, checking health now",
-                        self.release)
+            await self._journal(State.REBOOTING, "the release needs a reboot",
+                                boot_id=self.ctx.reboot.boot_id())
+            return State.REBOOTING
         await self._journal(State.CHECKING)
         return State.CHECKING
 
+    def _install_failure(self, exc: Exception) -> str:
+        assert self._target is not None
+        payload = self.payload
+        try:
+            intact = payload.stat().st_size == self._target.length
+        except OSError:
+            intact = False
+        if not intact:
+            return f"install failed: the payload {payload} vanished or shrank during install: {exc}"
+        return f"install failed: {exc}"
+
     async def _rebooting(self) -> State:
-        await self._journal(State.CHECKING)
-        return State.CHECKING
+        """Entered once installed with a reboot wanted, or again after a start in the
+        same boot: ask policy, then reboot. The next start sees a new boot id."""
+        await self.ctx.gate.wait_for_reboot(self.release, self.info)
+        await self.ctx.reboot.reboot(self.release)
+        raise RetryLater("reboot requested")  # only reached by adapters that return
 
     async def _checking(self) -> State:
         report = await run_health_checks(self.info.manifest.health, self.ctx.prefix)
         if not report.passed:
             await self._journal(State.REVERTING, failure=f"health check failed: {report.summary()}")
             return State.REVERTING
-        await trio.to_thread.run_sync(self.ctx.snapshots.discard, self._manifest())
         await self._journal(State.COMMITTED, report.summary())
         return State.COMMITTED
 
     async def _reverting(self) -> State:
-        payload = Path(self.deployment.detail["payload"])
-        installer = installer_for(self.info.manifest.install)
+        installer = self.installer
         failure = str(self.deployment.detail.get("failure", "interrupted"))
         try:
             try:
-                await installer.rollback(payload, self.ctx.prefix, self.workdir)
+                await installer.rollback(self.payload, self.ctx.prefix, self.workdir)
             except AgentError as exc:
                 log.warning("%s: rollback program failed (%s); restoring the snapshot",
                             self.release, exc)
             manifest = self._manifest()
-            await trio.to_thread.run_sync(self.ctx.snapshots.restore, manifest)
-            await trio.to_thread.run_sync(self.ctx.snapshots.discard, manifest)
+            backend = self._backend(manifest)
+            await trio.to_thread.run_sync(backend.restore, manifest)
+            checked = await self._verify_revert(installer, backend, manifest)
         except AgentError as exc:
             log.error("%s: REVERT FAILED: %s", self.release, exc)
+            self.ctx.journal.set_status("alert", f"revert of {self.release} failed: {exc}")
             await self._journal(State.REVERT_FAILED, f"{failure}; revert failed: {exc}")
             return State.REVERT_FAILED
-        await self._journal(State.REVERTED, failure)
+        await self._journal(State.REVERTED, f"{failure}; reverted ({checked})")
         return State.REVERTED
 
+    async def _verify_revert(
+        self, installer: Installer, backend: SnapshotBackend, manifest: SnapshotManifest
+    ) -> str:
+        """The release's checks describe the new version; the old one is judged by the
+        release's `revert_health` checks if it has any, else against the snapshot."""
+        notes = [await installer.verify_reverted(self.ctx.prefix, self.workdir)]
+        if self.info.manifest.revert_health:
+            report = await run_health_checks(self.info.manifest.revert_health, self.ctx.prefix)
+            if not report.passed:
+                raise AgentError(f"health after revert failed: {report.summary()}")
+            notes.append(f"revert health: {report.summary()}")
+        else:
+            notes.append(await trio.to_thread.run_sync(backend.verify, manifest))
+        return "; ".join(note for note in notes if note)
+
     def _cleanup(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.deployment.state is not State.REVERT_FAILED:
-            shutil.rmtree(self.snapshot_store, ignore_errors=True)
+        """Drop the snapshot and work files unless an admin may need them; rerun at start
+        for deployments that ended just before a crash."""
+        finish_cleanup(self.ctx, self.deployment)
+
+
+def finish_cleanup(ctx: DeploymentContext, deployment: Deployment) -> None:
+    if deployment.state is State.REVERT_FAILED and not deployment.detail.get("cleared_at"):
+        return
+    key = deployment_key(deployment.release)
+    shutil.rmtree(ctx.state_dir.work / key, ignore_errors=True)
+    if "snapshot" in deployment.detail:
+        manifest = SnapshotManifest.from_json(deployment.detail["snapshot"])
+        try:
+            backend_for_manifest(manifest, ctx.snapshots).discard(manifest)
+        except AgentError as exc:
+            log.warning("%s: leftover snapshot not removed: %s", deployment.release, exc)
+    shutil.rmtree(ctx.state_dir.snapshots / key, ignore_errors=True)

@@ -71,5 +71,9 @@ class GossipError(AgentError):
     """A site peer, its certificate or a record it sent was refused (not our failure)."""
 
 
+class DiskSpaceError(AgentError):
+    """Not enough free space to snapshot and install; checked before anything changes."""
+
+
 class PolicyError(AgentError):
     """A group policy (TOML) is invalid; the message names the key and the reason."""

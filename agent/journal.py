@@ -186,6 +186,66 @@ class Journal:
         assert updated is not None
         return updated
 
+    def count_start(self, release: str, key: str) -> int:
+        """Add one to the counter `key` in the deployment's detail (durably); its new value.
+
+        The boot counter: the daemon counts every start that finds a deployment
+        between install and commit, before it resumes it.
+        """
+        with self._transaction() as db:
+            current = self.get(release)
+            if current is None:
+                raise KeyError(release)
+            count = int(current.detail.get(key, 0)) + 1
+            db.execute(
+                "UPDATE deployments SET detail = ?, updated_at = ? WHERE release = ?",
+                (json.dumps({**current.detail, key: count}), utc_now(), release),
+            )
+        return count
+
+    def note(self, release: str, **detail: Any) -> None:
+        """Merge `detail` into a deployment's record without changing its state."""
+        with self._transaction() as db:
+            current = self.get(release)
+            if current is None:
+                raise KeyError(release)
+            db.execute(
+                "UPDATE deployments SET detail = ?, updated_at = ? WHERE release = ?",
+                (json.dumps({**current.detail, **detail}), utc_now(), release),
+            )
+
+    def blocking(self) -> list[Deployment]:
+        """Deployments whose revert failed and no admin has cleared: while there is one,
+        the agent installs nothing (`meisitong-agent clear`)."""
+        return [
+            d for d in self.deployments()
+            if d.state is State.REVERT_FAILED and not d.detail.get("cleared_at")
+        ]
+
+    def clear(self, release: str, by: str) -> Deployment:
+        """An admin says the device is sound again after `release`'s failed revert.
+
+        Journaled as a note on the deployment and a row in its transitions (the state
+        stays revert-failed: that is what happened)."""
+        now = utc_now()
+        with self._transaction() as db:
+            current = self.get(release)
+            if current is None or current.state is not State.REVERT_FAILED:
+                raise KeyError(release)
+            detail = {**current.detail, "cleared_at": now, "cleared_by": by}
+            db.execute(
+                "UPDATE deployments SET detail = ?, updated_at = ? WHERE release = ?",
+                (json.dumps(detail), now, release),
+            )
+            db.execute(
+                "INSERT INTO transitions (release, from_state, to_state, reason, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (release, State.REVERT_FAILED, State.REVERT_FAILED, f"cleared by {by}", now),
+            )
+        cleared = self.get(release)
+        assert cleared is not None
+        return cleared
+
     def transitions(self, release: str) -> list[tuple[str | None, str, str, str]]:
         return self._db.execute(
             "SELECT from_state, to_state, reason, at FROM transitions WHERE release = ? "

@@ -1,7 +1,8 @@
 """The states of one deployment on a device and the transitions allowed between them.
 
 This table is the whole lifecycle: the journal refuses any transition not listed, and
-recovery after a crash is a function of the last journaled state (see `RECOVERY`).
+recovery after a crash is a function of the last journaled state and a few journaled
+facts (see `resume_state`): nothing here touches the disk or the network.
 
     pending → scheduled → downloading → verified → snapshotting → installing
         → [rebooting] → checking → committed
@@ -11,6 +12,7 @@ recovery after a crash is a function of the last journaled state (see `RECOVERY`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -68,7 +70,61 @@ RECOVERY: dict[State, State] = {
     S.CHECKING: S.REVERTING,
     S.REVERTING: S.REVERTING,
 }
-"""Where an interrupted deployment resumes: the state the daemon continues from."""
+"""Where an interrupted deployment resumes when nothing else is known (the conservative
+answer); `resume_state` refines it with what the journal knows."""
+
+BOOT_COUNTED: frozenset[State] = frozenset({S.INSTALLING, S.REBOOTING, S.CHECKING})
+"""States in which every agent start is counted: a release that keeps the device (or the
+agent) from getting through its checks is reverted after `max_boots` starts."""
+
+
+@dataclass(frozen=True)
+class ResumeFacts:
+    """What recovery needs to know besides the last state, all of it from the journal."""
+
+    boots: int = 0
+    """Agent starts counted while the deployment was in a BOOT_COUNTED state."""
+    revert_boots: int = 0
+    """Agent starts counted while it was reverting."""
+    max_boots: int = 3
+    installer_idempotent: bool = False
+    """Running the install again over a half-done one finishes it correctly."""
+    rebooted: bool = False
+    """The boot the deployment asked for has happened (boot id changed since `rebooting`)."""
+
+
+def resume_state(state: State, facts: ResumeFacts) -> tuple[State, str]:
+    """Where a deployment found in `state` at start continues, and why (for the journal).
+
+    - interrupted before the device changed: that step again (a partial snapshot is
+      dropped and taken again);
+    - interrupted install: again if the installer is idempotent, else revert;
+    - in `rebooting`: the checks if the boot happened, else ask for it again;
+    - interrupted checks: run them again (they only read);
+    - more than `max_boots` starts after installing without getting through the checks:
+      revert; more than `max_boots` starts while reverting: revert-failed (an admin).
+    """
+    if state in BOOT_COUNTED and facts.boots > facts.max_boots:
+        return S.REVERTING, (
+            f"boot counter: {facts.boots} starts without passing the checks "
+            f"(more than {facts.max_boots})"
+        )
+    if state is S.REVERTING and facts.revert_boots > facts.max_boots:
+        return S.REVERT_FAILED, (
+            f"boot counter: {facts.revert_boots} starts without finishing the revert"
+        )
+    if state is S.INSTALLING:
+        if facts.installer_idempotent:
+            return S.INSTALLING, "install interrupted; the installer is idempotent: again"
+        return S.REVERTING, "install interrupted; reverting"
+    if state is S.REBOOTING:
+        if facts.rebooted:
+            return S.CHECKING, "rebooted; checking health"
+        return S.REBOOTING, "reboot not yet done; asking again"
+    if state is S.CHECKING:
+        return S.CHECKING, "checks interrupted; running them again"
+    resumed = RECOVERY.get(state, state)
+    return resumed, f"resumed after interruption in {state}" if resumed is not state else ""
 
 
 class IllegalTransitionError(RuntimeError):

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, final
 
+from agent.disk_space import SpaceNeed
 from agent.install_prefix import InstallPrefix
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ class Installer(ABC):
         return paths
 
     @final
+    def space_needed(self, payload: Path, prefix: InstallPrefix, workdir: Path) -> list[SpaceNeed]:
+        """Room the install will take, per place (checked before the snapshot). Blocking."""
+        return self._space_needed(Path(payload), prefix, Path(workdir))
+
+    @final
     async def install(self, payload: Path, prefix: InstallPrefix, workdir: Path) -> None:
         """Apply the payload; InstallError (or UnsafeArchiveError) says why it did not."""
         logger.info("%s install of %s under %s", self.kind, payload, prefix.path)
@@ -45,9 +51,22 @@ class Installer(ABC):
 
     @final
     async def rollback(self, payload: Path, prefix: InstallPrefix, workdir: Path) -> None:
-        """Best-effort undo known to the installer; the snapshot restore follows it."""
+        """Best-effort undo known to the installer; the snapshot restore follows it.
+        Must be safe to run again after a crash half way, and after no install at all."""
         logger.info("%s rollback of %s under %s", self.kind, payload, prefix.path)
         await self._rollback(Path(payload), prefix, Path(workdir))
+
+    @final
+    async def verify_reverted(self, prefix: InstallPrefix, workdir: Path) -> str:
+        """After rollback and restore: a note on what was checked; InstallError if the old
+        state is not back (the lifecycle then ends in revert-failed)."""
+        return await self._verify_reverted(prefix, Path(workdir))
+
+    def _space_needed(self, payload: Path, prefix: InstallPrefix, workdir: Path) -> list[SpaceNeed]:
+        return [SpaceNeed(workdir, payload.stat().st_size, "payload extraction")]
+
+    async def _verify_reverted(self, prefix: InstallPrefix, workdir: Path) -> str:
+        return ""
 
     @abstractmethod
     def _planned_paths(self, payload: Path, prefix: InstallPrefix) -> list[Path]: ...

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import trio
 
-from agent.archive import extract_archive
+from agent.archive import extract_archive, inspect_archive
 from agent.atomic_file import write_atomic
+from agent.disk_space import SpaceNeed
 from agent.errors import InstallError
 from agent.install_prefix import InstallPrefix
 from agent.installers.base import Installer
@@ -47,6 +48,10 @@ class CommandPairInstaller(Installer):
 
     def _planned_paths(self, payload: Path, prefix: InstallPrefix) -> list[Path]:
         return [prefix.place(path) for path in self.spec.paths]
+
+    def _space_needed(self, payload: Path, prefix: InstallPrefix, workdir: Path) -> list[SpaceNeed]:
+        members = inspect_archive(payload)
+        return [SpaceNeed(workdir, sum(member.size for member in members), "payload extraction")]
 
     async def _install(self, payload: Path, prefix: InstallPrefix, workdir: Path) -> None:
         payload_dir = await trio.to_thread.run_sync(_extract_fresh, payload, workdir)

@@ -75,6 +75,19 @@ class SnapshotBackend(ABC):
                 f"cannot discard snapshot {manifest.store}: {exc.strerror}"
             ) from exc
 
+    @final
+    def verify(self, manifest: SnapshotManifest) -> str:
+        """After a restore: check the recorded paths are as the snapshot says (type, mode,
+        owner, times, size, link target; content of every file restore rewrote). A note
+        on what was checked; SnapshotError naming the first path that differs."""
+        self._check_backend(manifest)
+        try:
+            return self._verify(manifest)
+        except OSError as exc:
+            raise SnapshotError(
+                f"cannot verify {exc.filename or manifest.store}: {exc.strerror}"
+            ) from exc
+
     def _check_backend(self, manifest: SnapshotManifest) -> None:
         if manifest.backend != self.name:
             raise SnapshotError(
@@ -89,3 +102,6 @@ class SnapshotBackend(ABC):
 
     @abstractmethod
     def _discard(self, manifest: SnapshotManifest) -> None: ...
+
+    @abstractmethod
+    def _verify(self, manifest: SnapshotManifest) -> str: ...

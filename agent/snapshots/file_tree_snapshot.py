@@ -40,6 +40,7 @@ from agent.errors import SnapshotError
 from agent.snapshots.backend import SnapshotBackend
 from agent.snapshots.file_copy import FileCopier, sync_filesystem
 from agent.snapshots.manifest import SnapshotEntry, SnapshotManifest
+from agent.snapshots.tree_verification import verify_restored
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,9 @@ class FileTreeSnapshot(SnapshotBackend):
     def _discard(self, manifest: SnapshotManifest) -> None:
         if os.path.lexists(manifest.store):
             shutil.rmtree(manifest.store)
+
+    def _verify(self, manifest: SnapshotManifest) -> str:
+        return verify_restored(manifest)
 
 
 def load_manifest(store: Path) -> SnapshotManifest:

@@ -99,15 +99,43 @@ HealthCheck = Annotated[
 
 
 class FileTreeInstall(StrictModel):
-    """The payload is a tar archive extracted into `root`, replacing the files it holds."""
+    """The payload is a tar archive extracted into `root`, replacing the files it holds.
+
+    `mode = "replace"` makes the payload the whole new tree (a major upgrade): whatever
+    the archive does not hold disappears from `root`, except the `preserve` paths
+    (relative to root: configs, user profiles), which are carried over from the old tree.
+    """
 
     type: Literal["file-tree"]
     root: str
+    mode: Literal["overlay", "replace"] = "overlay"
+    preserve: list[str] = Field(default_factory=list)
 
     @field_validator("root")
     @classmethod
     def _root_is_absolute(cls, value: str) -> str:
         return _absolute(value, "root")
+
+    @field_validator("preserve")
+    @classmethod
+    def _preserve_relative(cls, value: list[str]) -> list[str]:
+        for path in value:
+            parts = [part for part in path.split("/") if part not in ("", ".")]
+            if path.startswith("/") or ".." in parts or not parts:
+                raise ValueError(f"preserve[] must be a path inside root, got {path!r}")
+        return value
+
+
+class DpkgInstall(StrictModel):
+    """The payload is one Debian package (.deb) of `package`, installed with dpkg.
+
+    Revert reinstalls the version that was installed before (the agent keeps that
+    .deb), or purges the package if there was none.
+    """
+
+    type: Literal["dpkg"]
+    package: str = Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")
+    timeout: float = Field(default=600.0, gt=0, le=86400)
 
 
 class CommandPairInstall(StrictModel):
@@ -136,7 +164,9 @@ class CommandPairInstall(StrictModel):
         return [_absolute(path, "paths[]") for path in value]
 
 
-InstallSpec = Annotated[FileTreeInstall | CommandPairInstall, Field(discriminator="type")]
+InstallSpec = Annotated[
+    FileTreeInstall | CommandPairInstall | DpkgInstall, Field(discriminator="type")
+]
 
 
 class ReleaseManifest(StrictModel):
@@ -153,6 +183,11 @@ class ReleaseManifest(StrictModel):
     reboot: bool = Field(default=False, description="the install needs a reboot")
     install: InstallSpec
     health: list[HealthCheck] = Field(default_factory=list)
+    revert_health: list[HealthCheck] = Field(
+        default_factory=list,
+        description="checks of the restored old version after a revert; without them the "
+        "agent verifies the restored paths against the snapshot",
+    )
 
     @field_validator("version")
     @classmethod

@@ -1,0 +1,68 @@
+"""The signed result record a deployment leaves in the outbox when it ends (or when it
+reports not-ready), built from what the journal holds about it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from agent import __version__
+from agent.device_identity import DeviceIdentity
+from agent.journal import Deployment
+from agent.lifecycle import State
+from agent.wire.release import ReleaseInfo
+from agent.wire.result import Outcome, ResultRecord, SignedResult
+
+OUTCOME_OF: dict[State, Outcome] = {
+    State.COMMITTED: Outcome.INSTALLED,
+    State.REVERTED: Outcome.REVERTED,
+    State.REVERT_FAILED: Outcome.REVERT_FAILED,
+    State.FAILED: Outcome.FAILED,
+}
+
+
+def signed_result(
+    identity: DeviceIdentity,
+    deployment: Deployment,
+    info: ReleaseInfo,
+    outcome: Outcome,
+    reason: str,
+    detail: dict[str, Any],
+    end_state: State,
+) -> tuple[str, bytes]:
+    """(record id, signed body) for the outbox; `detail` is what is being journaled with it."""
+    merged = {**deployment.detail, **detail}
+
+    def span(start: str, end: str) -> float | None:
+        if start in merged and end in merged:
+            return round(float(merged[end]) - float(merged[start]), 3)
+        return None
+
+    timings = {
+        name: value
+        for name, value in {
+            "download_s": span("at_downloading", "at_verified"),
+            "snapshot_s": span("at_snapshotting", "at_installing"),
+            "install_s": span("at_installing", "at_checking"),
+            "health_s": span("at_checking", f"at_{end_state.value}"),
+            "revert_s": span("at_reverting", f"at_{end_state.value}"),
+        }.items()
+        if value is not None and value >= 0
+    }
+    record = ResultRecord(
+        record_id=str(uuid.uuid4()),
+        device_id=identity.device_id,
+        release=deployment.release,
+        name=info.manifest.name,
+        version=info.manifest.version,
+        outcome=outcome,
+        reason=reason or str(merged.get("failure", "")),
+        started_at=deployment.created_at,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        timings=timings,
+        bytes_from_peers=int(merged.get("bytes_from_peers", 0)),
+        bytes_from_hub=int(merged.get("bytes_from_hub", 0)),
+        agent_version=__version__,
+    )
+    return record.record_id, SignedResult.sign(record, identity.private_key).to_bytes()
