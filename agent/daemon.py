@@ -23,11 +23,13 @@ from agent.gossip import SiteGossip, refresh_metadata
 from agent.hub_client import DeliveryError, HubClient, RecordRefusedError
 from agent.install_prefix import InstallPrefix
 from agent.journal import Journal, utc_now
+from agent.lease_client import LeaseClient
 from agent.metadata_client import MetadataClient
 from agent.peer_session import PeerSession
-from agent.reboot import reboot_adapter
+from agent.policy import DeviceFacts
+from agent.policy.gate import NotEligibleYet, PolicyGate
+from agent.policy.source import PolicySource
 from agent.rollout_selection import select_releases
-from agent.start_recovery import prepare_start
 from agent.state_dir import StateDir
 from agent.wire.release import ReleaseInfo
 from agent.wire.rollout import GroupRollouts
@@ -58,6 +60,13 @@ class AgentDaemon:
             fetcher=self.gossip.fetcher if self.gossip else None,
         )
         self.hub = HubClient(self.hub_url, config.hub.timeout)
+        # The group's signed policy decides when to install and reboot (agent/policy/).
+        self.policy_source = PolicySource(self.metadata, self.state.root / "policy",
+                                          self.identity.device_id, config.agent.group)
+        self.gate = PolicyGate(self.journal, DeviceFacts(self.identity.device_id,
+                                                         dict(config.agent.labels)),
+                               LeaseClient(self.hub_url, self.identity, config.hub.timeout))
+        self.gate.apply(self.policy_source.cached())
         self.peers = PeerSession(
             listen=config.p2p.listen,
             upload_limit=config.p2p.upload_limit,
@@ -77,14 +86,11 @@ class AgentDaemon:
             web_seed_after=config.p2p.web_seed_after,
             download_timeout=config.p2p.download_timeout,
             on_activity=lambda text: self.journal.set_status("activity", text),
-            reboot=reboot_adapter(config.lifecycle.reboot),
-            max_boots=config.lifecycle.max_boots,
-            free_space_reserve=config.lifecycle.free_space_reserve,
+            gate=self.gate,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.journal.set_status("daemon", f"running, pid {os.getpid()}, since {utc_now()}")
-        prepare_start(self.ctx)  # boot counter, leftovers of deployments cut short
         log.info("agent %s (group %s, site %s) using hub %s", self.identity.device_id,
                  self.config.agent.group, self.config.agent.site, self.hub_url)
         try:
@@ -93,6 +99,7 @@ class AgentDaemon:
                 if self.gossip is not None:
                     await nursery.start(self.gossip.run, self.peers)
                 nursery.start_soon(self._outbox_loop)
+                await nursery.start(self.gate.run)  # renews held disruption-budget leases
                 task_status.started()
                 await self._main_loop()
         finally:
@@ -108,7 +115,8 @@ class AgentDaemon:
                 log.error("%s", exc)
                 self.journal.set_status("last_error", str(exc))
             self.journal.set_status("activity", "idle")
-            await trio.sleep(self.config.agent.poll_interval)
+            # Until the next metadata refresh, or earlier when a planned time comes.
+            await self.gate.sleep(self.config.agent.poll_interval)
 
     async def cycle(self) -> None:
         """Finish interrupted work, refresh metadata, deploy what applies to this device."""
@@ -121,7 +129,8 @@ class AgentDaemon:
             self.journal.set_status("metadata", f"refresh FAILED at {utc_now()}")
             raise
         self.journal.set_status("metadata", f"refreshed at {utc_now()}")
-        group = self.config.agent.group
+        self.gate.apply(await trio.to_thread.run_sync(self.policy_source.refresh))
+        group = self.gate.group  # the admin's signed assignment, else agent.toml's
         document_bytes = await trio.to_thread.run_sync(self.metadata.rollout_document, group)
         if document_bytes is None:
             return
@@ -147,13 +156,18 @@ class AgentDaemon:
         for skip in skipped:
             log.debug("not deploying %s: %s", skip.release, skip.why)
         for candidate in candidates:
-            if self.journal.get(candidate.release) is None:
+            if self.journal.get(candidate.release) is None and self.gate.admit(
+                candidate.release, candidate.info
+            ):
                 start_deployment(self.journal, candidate.release, targets[candidate.release])
                 await self._deploy(candidate.release)
 
     async def _deploy(self, release: str) -> None:
         try:
             finished = await DeploymentRun(self.ctx, release).run()
+        except NotEligibleYet as exc:
+            log.info("%s: %s", release, exc.text)
+            return
         except RetryLater as exc:
             log.warning("%s: will retry: %s", release, exc)
             return

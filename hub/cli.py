@@ -199,6 +199,10 @@ def _register_command_groups() -> None:
 
     for command in (rollout, devices, audit):
         main.add_command(command)
+    from hub.cli_policy import plan, policy
+
+    for command in (policy, plan):
+        main.add_command(command)
 
 
 _register_command_groups()

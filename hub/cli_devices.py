@@ -47,6 +47,26 @@ def devices_list(hub_dir: str | None, as_json: bool) -> None:
     console.print(table)
 
 
+@devices.command("group")
+@hub_dir_option
+@click.argument("device")
+@click.argument("group")
+@click.option("--offline-keys", type=click.Path(), default=None,
+              help="directory holding the release key [default DIR/offline-keys]")
+@friendly_errors
+def devices_group(hub_dir: str | None, device: str, group: str, offline_keys: str | None
+                  ) -> None:
+    """Put DEVICE into GROUP: a signed assignment the device follows over its agent.toml."""
+    from pathlib import Path
+
+    from hub.cli_common import initialized_hub
+    from hub.policies import assign_group
+
+    assign_group(initialized_hub(hub_dir), device, group,
+                 Path(offline_keys) if offline_keys else None)
+    console.print(f"device {device} is now in group {group} (signed assignment published)")
+
+
 @click.command()
 @hub_dir_option
 @json_option

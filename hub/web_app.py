@@ -31,6 +31,7 @@ from hub.database import HubDatabase
 from hub.enrollment import enroll_device
 from hub.errors import EnrollmentRefusedError, HubError, UnknownDeviceError
 from hub.hub_dir import HubDir
+from hub.leases import lease_routes
 from hub.relayed_results import relay_routes
 from hub.results_store import ingest_result
 
@@ -145,6 +146,7 @@ def make_app(hub_dir: HubDir, extra_routes: list[BaseRoute] | None = None) -> St
         Mount("/targets", StaticFiles(directory=hub_dir.targets, check_dir=False)),
         Mount("/payloads", payload_files),
         *relay_routes(in_database),
+        *lease_routes(hub_dir),
         *(extra_routes or []),
     ]
     app = Starlette(routes=routes, exception_handlers={HubError: hub_errors})

@@ -54,7 +54,8 @@ class StoreLeases:
 
     def __init__(self, database: Path, device_id: str, budget: Disruption | None,
                  clock: WallClock) -> None:
-        self.database, self.device_id, self.budget, self.clock = database, device_id, budget, clock
+        self.device_id, self.budget, self.clock = device_id, budget, clock
+        self.database = _connection(database)
 
     def _request(self, action, group, scope, release, ttl) -> LeaseRequest:
         return LeaseRequest(action=action, device_id=self.device_id, group=group, scope=scope,
@@ -63,20 +64,25 @@ class StoreLeases:
 
     async def acquire(self, group: str, scope: str, release: str, ttl_seconds: int
                       ) -> LeaseAnswer:
-        database = HubDatabase(self.database)
-        try:
-            return acquire_lease(database, self._request("acquire", group, scope, release,
-                                                         ttl_seconds), self.budget,
-                                 self.clock.now())
-        finally:
-            database.close()
+        return acquire_lease(self.database, self._request("acquire", group, scope, release,
+                                                          ttl_seconds), self.budget,
+                             self.clock.now())
 
     async def release(self, group: str, scope: str, release: str) -> None:
-        database = HubDatabase(self.database)
-        try:
-            release_lease(database, self._request("release", group, scope, release, 1))
-        finally:
-            database.close()
+        release_lease(self.database, self._request("release", group, scope, release, 1))
+
+
+_CONNECTIONS: dict[Path, HubDatabase] = {}
+
+
+def _connection(path: Path) -> HubDatabase:
+    """One connection per simulated hub; no fsync per transaction: simulated weeks make
+    thousands of lease requests, and durability is not what these tests are about."""
+    if path not in _CONNECTIONS:
+        database = HubDatabase(path)
+        database.query("PRAGMA synchronous=OFF")
+        _CONNECTIONS[path] = database
+    return _CONNECTIONS[path]
 
 
 @dataclass
