@@ -129,7 +129,7 @@ def status(config_file: Path, as_json: bool) -> None:
         return
     click.echo(f"device {report['device_id']}  group {report['group']}  site {report['site']}")
     click.echo(f"hub    {report['hub_url']}")
-    for key in ("daemon", "activity", "metadata", "last_error"):
+    for key in ("daemon", "activity", "metadata", "last_error", "alert"):
         if report["status"].get(key):
             click.echo(f"{key:<8} {report['status'][key]}")
     click.echo(f"results delivered {delivered}, waiting {waiting}")
@@ -139,3 +139,54 @@ def status(config_file: Path, as_json: bool) -> None:
         click.echo(f"policy   {report['status']['policy']}")
     for release, plan in sorted(report["plans"].items()):
         click.echo(f"  {release}  {plan['text']}")
+
+
+@main.command()
+@config_option
+@click.argument("release", required=False)
+@click.option("--keep-snapshot", is_flag=True,
+              help="keep the failed deployment's snapshot (default: delete it)")
+@click.option("--by", default="admin", show_default=True, help="who clears (journaled)")
+@friendly_errors
+def clear(config_file: Path, release: str | None, keep_snapshot: bool, by: str) -> None:
+    """Allow installs again after a failed revert, once an admin has checked the device.
+
+    A revert that fails (or whose result cannot be verified) blocks every further
+    install on this device. RELEASE names the deployment to clear; without it, all
+    blocking ones are cleared.
+    """
+    import shutil
+
+    from agent.deployment import deployment_key
+    from agent.journal import Journal
+    from agent.snapshots import FileTreeSnapshot, SnapshotManifest, backend_for_manifest
+    from agent.state_dir import StateDir
+
+    config = AgentConfig.load(config_file)
+    state = StateDir(config.agent.state_dir)
+    journal = Journal(state.journal)
+    try:
+        blocking = journal.blocking()
+        chosen = [d for d in blocking if release in (None, d.release)]
+        if not chosen:
+            names = ", ".join(d.release for d in blocking) or "none"
+            raise click.ClickException(
+                f"no failed revert to clear{f' for {release}' if release else ''} "
+                f"(blocking: {names})"
+            )
+        for deployment in chosen:
+            journal.clear(deployment.release, by)
+            key = deployment_key(deployment.release)
+            where = deployment.detail.get("snapshot")
+            if where and not keep_snapshot:
+                manifest = SnapshotManifest.from_json(where)
+                backend_for_manifest(manifest, FileTreeSnapshot()).discard(manifest)
+                shutil.rmtree(state.snapshots / key, ignore_errors=True)
+                shutil.rmtree(state.work / key, ignore_errors=True)
+            click.echo(f"cleared {deployment.release} (revert failed: {deployment.reason})")
+        journal.set_status("alert", "")
+        left = journal.blocking()
+        click.echo("installs allowed again" if not left else
+                   f"still blocked by {', '.join(d.release for d in left)}")
+    finally:
+        journal.close()

@@ -29,7 +29,9 @@ from agent.peer_session import PeerSession
 from agent.policy import DeviceFacts
 from agent.policy.gate import NotEligibleYet, PolicyGate
 from agent.policy.source import PolicySource
+from agent.reboot import reboot_adapter
 from agent.rollout_selection import select_releases
+from agent.start_recovery import prepare_start
 from agent.state_dir import StateDir
 from agent.wire.release import ReleaseInfo
 from agent.wire.rollout import GroupRollouts
@@ -87,10 +89,14 @@ class AgentDaemon:
             download_timeout=config.p2p.download_timeout,
             on_activity=lambda text: self.journal.set_status("activity", text),
             gate=self.gate,
+            reboot=reboot_adapter(config.lifecycle.reboot),
+            max_boots=config.lifecycle.max_boots,
+            free_space_reserve=config.lifecycle.free_space_reserve,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.journal.set_status("daemon", f"running, pid {os.getpid()}, since {utc_now()}")
+        prepare_start(self.ctx)  # boot counter, leftovers of deployments cut short
         log.info("agent %s (group %s, site %s) using hub %s", self.identity.device_id,
                  self.config.agent.group, self.config.agent.site, self.hub_url)
         try:
