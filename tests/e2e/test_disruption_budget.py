@@ -1,0 +1,142 @@
+"""The disruption budget with real agents: a hub and four agents of one group as
+separate processes on 127.0.0.1-5 (real TUF, libtorrent, HTTP, SQLite). The group's
+signed policy allows one device at a time: no two installs overlap. Then the device
+holding the lease is killed with SIGKILL mid-install; the others wait until its lease
+expires, the hub reclaims it, and they go on — still one at a time."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import sqlite3
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from hub.demo_fleet import BIN_AGENT, BIN_HUB, Fleet, _reachable, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+HUB = "127.0.0.1"
+AGENTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+LEASE_SECONDS = 6
+POLICY = f"[disruption]\nmax_concurrent = 1\nlease_minutes = {LEASE_SECONDS / 60}\n"
+CHECK = "#!/bin/sh\nsleep {seconds}\n"
+RELEASE = """name = "app"
+version = "{version}"
+severity = "important"
+category = "application"
+[install]
+type = "file-tree"
+root = "/opt/app"
+[[health]]
+type = "command"
+argv = ["{{root}}/opt/app/bin/check"]
+timeout = 20
+retries = 0
+"""
+
+
+def payload(directory: Path, version: str, check_seconds: float) -> tuple[Path, Path]:
+    tar = directory / f"app-{version}.tar"
+    with tarfile.open(tar, "w") as archive:
+        for name, data, mode in [("VERSION", version.encode(), 0o644),
+                                 ("bin/check", CHECK.format(seconds=check_seconds).encode(),
+                                  0o755)]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            archive.addfile(info, io.BytesIO(data))
+    release = directory / f"app-{version}.toml"
+    release.write_text(RELEASE.format(version=version))
+    return release, tar
+
+
+def deployment(agent_home: Path, version: str) -> dict | None:
+    db = sqlite3.connect(agent_home / "state/journal.db", timeout=10)
+    try:
+        row = db.execute("SELECT state, detail FROM deployments WHERE version = ?",
+                         (version,)).fetchone()
+    finally:
+        db.close()
+    return None if row is None else {"state": row[0], **json.loads(row[1])}
+
+
+def install_spans(homes: list[Path], version: str) -> list[tuple[float, float]]:
+    spans = []
+    for home in homes:
+        done = deployment(home, version)
+        assert done is not None and done["state"] == "committed", (home.name, done)
+        spans.append((done["at_snapshotting"], done["at_committed"]))
+    return sorted(spans)
+
+
+def assert_one_at_a_time(spans: list[tuple[float, float]]) -> None:
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end, f"two installs overlapped: {spans}"
+
+
+def test_one_device_at_a_time_and_a_dead_holders_lease_is_reclaimed(tmp_path):
+    port = free_port(HUB)
+    fleet = Fleet(tmp_path, tmp_path / "hub", f"http://{HUB}:{port}")
+    try:
+        fleet.command(BIN_HUB, "init", "--listen", f"{HUB}:{port}",
+                      "--seed-listen", f"{HUB}:{free_port(HUB)}")
+        token = (fleet.hub_dir / "enrollment-token").read_text().strip()
+        fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
+        wait_for(lambda: _reachable(HUB, port), 30, "the hub to listen")
+        homes = []
+        for number, address in enumerate(AGENTS, start=1):
+            home = tmp_path / f"node-{number}"
+            (home / "root").mkdir(parents=True)
+            config = home / "agent.toml"
+            config.write_text(
+                f'[agent]\nstate_dir = "{home / "state"}"\nname = "node-{number}"\n'
+                f'group = "cluster"\ninstall_prefix = "{home / "root"}"\npoll_interval = 1\n'
+                f'[p2p]\nlisten = "{address}:{free_port(address)}"\nlocal_discovery = false\n'
+                "web_seed_after = 2\ndownload_timeout = 60\n")
+            fleet.command(BIN_AGENT, "enroll", "--config", str(config), "--hub", fleet.hub_url,
+                          "--token", token)
+            fleet.start(home.name, BIN_AGENT, "run", "--config", str(config))
+            homes.append(home)
+        (tmp_path / "cluster.toml").write_text(POLICY)
+        fleet.command(BIN_HUB, "policy", "set", "cluster", str(tmp_path / "cluster.toml"))
+
+        # 1. Four devices, a budget of one: installs happen strictly one after another.
+        fleet.command(BIN_HUB, "publish", *map(str, payload(tmp_path, "1.0.0", 1.5)))
+        fleet.command(BIN_HUB, "rollout", "start", "app@1.0.0", "--group", "cluster",
+                      "--stages", "100")
+        wait_for(lambda: all((d := deployment(h, "1.0.0")) and d["state"] == "committed"
+                             for h in homes), 120, "every node to install 1.0.0")
+        assert_one_at_a_time(install_spans(homes, "1.0.0"))
+
+        # 2. The holder dies mid-install: nobody else starts until its lease expires.
+        fleet.command(BIN_HUB, "publish", *map(str, payload(tmp_path, "2.0.0", 3)))
+        fleet.command(BIN_HUB, "rollout", "start", "app@2.0.0", "--group", "cluster",
+                      "--stages", "100")
+        holder = wait_for(lambda: next((h for h in homes if (d := deployment(h, "2.0.0"))
+                                        and d["state"] == "checking"), None),
+                          120, "a node to hold the lease and install 2.0.0")
+        fleet.processes[holder.name].send_signal(signal.SIGKILL)
+        killed_at = time.time()
+        others = [h for h in homes if h is not holder]
+        wait_for(lambda: all((d := deployment(h, "2.0.0")) and d["state"] == "committed"
+                             for h in others), 120, "the other nodes to install 2.0.0")
+        spans = install_spans(others, "2.0.0")
+        assert_one_at_a_time(spans)
+        # Its lease was renewed at most a third of its lifetime before the kill.
+        assert spans[0][0] >= killed_at + LEASE_SECONDS * 2 / 3 - 0.5, (killed_at, spans)
+        audit = json.loads(fleet.command(BIN_HUB, "audit", "--json", "--limit", "500").stdout)
+        reclaimed = [row for row in audit if row["action"] == "lease.reclaim"]
+        holder_id = json.loads((holder / "state/enrollment.json").read_text())["device_id"]
+        assert [row["subject"] for row in reclaimed] == [holder_id]
+    except BaseException:
+        for log in sorted(tmp_path.glob("*.log")):
+            print(f"--- {log.name}\n" + "\n".join(
+                log.read_text(errors="replace").splitlines()[-20:]))
+        raise
+    finally:
+        fleet.stop_all()
+
