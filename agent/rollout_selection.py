@@ -27,15 +27,19 @@ def is_pilot(entry: RolloutEntry, device_id: str, group: str) -> bool:
     return device_id in entry.pilot_devices or group in entry.pilot_groups
 
 
-def joining_stage(entry: RolloutEntry, device_id: str, group: str) -> int | None:
+def joining_stage(
+    entry: RolloutEntry, device_id: str, group: str, bucket: float | None = None
+) -> int | None:
     """The index of the first stage that includes this device, or None if none does.
 
     Pilots join at stage 0; any other device at the first stage whose percentage is above
-    its bucket. Because stages increase, a device once in stays in.
+    its bucket. Because stages increase, a device once in stays in. `bucket` spares the
+    hash when the caller has it (the hub counts every device of a group, often).
     """
     if is_pilot(entry, device_id, group):
         return 0
-    bucket = rollout_bucket(device_id, entry.release)
+    if bucket is None:
+        bucket = rollout_bucket(device_id, entry.release)
     return next((index for index, percent in enumerate(entry.stages) if bucket < percent), None)
 
 

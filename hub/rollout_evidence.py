@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from functools import lru_cache
 
-from agent.rollout_selection import joining_stage
+from agent.rollout_selection import joining_stage, rollout_bucket
 from agent.wire.result import Outcome
 from hub.rollout_controller import RolloutEvidence, StageEvidence
 from hub.rollout_store import RolloutRecord
 
 SUCCESS = {Outcome.INSTALLED.value}
 FAILURE = {Outcome.REVERTED.value, Outcome.REVERT_FAILED.value, Outcome.FAILED.value}
+
+
+_bucket = lru_cache(maxsize=1 << 16)(rollout_bucket)
+"""The controller counts every device of a rollout's groups each time results arrive:
+remember the hashes (a device's bucket for a release never changes)."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,10 @@ def gather_progress(db: sqlite3.Connection, record: RolloutRecord) -> RolloutPro
         f"grp IN ({marks})",
         audience,
     ).fetchall()
-    joins = {row["device_id"]: joining_stage(entry, row["device_id"], row["grp"])
-             for row in devices}
+    joins = {
+        device: joining_stage(entry, device, group, _bucket(device, record.release))
+        for device, group in devices
+    }
 
     latest: dict[str, bool] = {}
     arrival: dict[str, int] = {}

@@ -231,7 +231,10 @@ def apply_rollout_rules(hub_dir: HubDir, now: datetime | None = None) -> Control
                 write_rollout(db, changed, now)
                 database.audit(
                     db, CONTROLLER, f"rollout.{decision.verdict}", release, group=group,
-                    reason=decision.reason, at_time=iso(now), **decision.figures,
+                    reason=decision.reason, decided_at=iso(now),
+                    from_stage=record.current_stage, to_stage=changed.current_stage,
+                    stage_percent=changed.stage_percent, state=changed.state.value,
+                    evidence=decision.figures,
                 )
                 _publish(hub_dir, db, changed.audience_groups)
                 changes.append(ControllerChange(release, group, decision.verdict,

@@ -1,6 +1,18 @@
-"""Which releases a device takes: only signed ones, active, in stage, never a downgrade."""
+"""Which releases a device takes: only signed ones, active, in stage, never a downgrade;
+stage membership by bucket and pilots; the staged rollout document's validation."""
 
-from agent.rollout_selection import rollout_bucket, select_releases
+import json
+import re
+
+import pytest
+
+from agent.errors import WireFormatError
+from agent.rollout_selection import (
+    in_current_stage,
+    joining_stage,
+    rollout_bucket,
+    select_releases,
+)
 from agent.wire.release import ReleaseInfo, ReleaseManifest, TorrentRef
 from agent.wire.rollout import GroupRollouts, RolloutEntry, RolloutState
 
@@ -78,3 +90,63 @@ def test_installed_version_is_not_taken_again():
         {"app": "1.0"},
     )
     assert chosen == []
+
+
+def staged(stages, current, pilots=(), pilot_groups=(), state=RolloutState.ACTIVE):
+    return RolloutEntry(release="releases/app/1", state=state, stages=list(stages),
+                        current_stage=current, stage_percent=stages[current],
+                        pilot_devices=list(pilots), pilot_groups=list(pilot_groups),
+                        started_at="2026-11-25T00:00:00+00:00")
+
+
+def test_stage_membership_only_grows_as_the_rollout_widens():
+    devices = [f"dev-{i:020x}" for i in range(1000)]
+    stages = (2, 25, 100)
+    members = [
+        {d for d in devices if in_current_stage(staged(stages, k), d, "g")} for k in range(3)
+    ]
+    assert members[0] < members[1] < members[2] == set(devices)
+    assert 5 <= len(members[0]) <= 40 and 200 <= len(members[1]) <= 300
+    for device in devices:
+        joined = joining_stage(staged(stages, 0), device, "g")
+        assert all((device in members[k]) == (k >= joined) for k in range(3))
+
+
+def test_pilot_devices_and_pilot_groups_are_in_the_first_stage_even_at_zero_percent():
+    entry = staged((0, 50, 100), 0, pilots=[DEVICE], pilot_groups=["canary"])
+    assert in_current_stage(entry, DEVICE, "g")
+    assert in_current_stage(entry, "dev-ffffffffffffffffffff", "canary")
+    assert not in_current_stage(entry, "dev-ffffffffffffffffffff", "g")
+    document = GroupRollouts(group="canary", rollouts=[entry])
+    chosen, _ = select_releases(document, "dev-ffffffffffffffffffff",
+                                {"releases/app/1": info("1.0")}, {})
+    assert [c.release for c in chosen] == ["releases/app/1"]
+
+
+def test_halted_rollout_is_skipped_even_by_its_pilots():
+    entry = staged((0, 100), 0, pilots=[DEVICE], state=RolloutState.HALTED)
+    chosen, skipped = select_releases(GroupRollouts(group="g", rollouts=[entry]), DEVICE,
+                                      {"releases/app/1": info("1.0")}, {})
+    assert chosen == [] and skipped[0].why == "rollout is halted"
+
+
+def test_a_document_from_before_stages_reads_as_one_stage():
+    old = (b'{"group":"g","rollouts":[{"release":"releases/app/1","stage_percent":40,'
+           b'"started_at":"2026-11-25T00:00:00+00:00","state":"active"}]}')
+    [entry] = GroupRollouts.from_bytes(old, "rollouts/g.json").rollouts
+    assert entry.stages == [40] and entry.current_stage == 0 and entry.pilot_devices == []
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"stages": [2, 25, 25], "stage_percent": 2}, "stages must increase"),
+    ({"stages": [2, 120], "stage_percent": 2}, "outside 0..100"),
+    ({"stages": [2, 25], "stage_percent": 25}, "stage_percent 25 is not stage 0's 2%"),
+    ({"stages": [2, 25], "current_stage": 2, "stage_percent": 25}, "only 2 stage(s)"),
+    ({"pilot_devices": ["../etc"]}, "is not a device id"),
+    ({"pilot_groups": ["Not A Group"]}, "is not a group name"),
+])
+def test_malformed_staged_documents_are_refused_with_the_problem_named(fields, message):
+    entry = {"release": "releases/app/1", "started_at": "2026-11-25T00:00:00+00:00", **fields}
+    data = json.dumps({"group": "g", "rollouts": [entry]}).encode()
+    with pytest.raises(WireFormatError, match=re.escape(message)):
+        GroupRollouts.from_bytes(data, "rollouts/g.json")
