@@ -203,7 +203,9 @@ def run_demo(workdir: Path, payload_mib: int = 32, timeout: float = 240) -> dict
         published = json.loads(
             fleet.command(BIN_HUB, "publish", str(release), str(payload), "--json").stdout
         )
-        fleet.command(BIN_HUB, "rollout", "start", "demo-app", "--group", "demo")
+        # Three endpoints: one stage for all of them (the default 2 % pilot would be empty).
+        fleet.command(BIN_HUB, "rollout", "start", "demo-app", "--group", "demo",
+                      "--stages", "100")
         rollout_started = time.monotonic()
 
         def all_reported() -> dict[str, Any] | None:

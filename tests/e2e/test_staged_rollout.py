@@ -1,0 +1,88 @@
+"""A bad release stops at the pilot stage, with real agents and a real hub: the hub's own
+controller loop (HubServer → RolloutRuleRunner) halts the rollout from the agents' signed
+results, every pilot device has reverted byte for byte, and the other devices — polling
+the signed metadata all along — never download it.
+
+Hub (Hypercorn + libtorrent seeder + tracker) on 127.0.0.1, agents on 127.0.0.2–7.
+"""
+
+import json
+
+import trio
+
+from agent.lifecycle import State
+from hub.database import HubDatabase
+from hub.rollout_rules import RolloutPlan
+from hub.rollouts import start_rollout
+from tests.fleet import sha256, start_agent, start_hub, tree_state
+
+OLD = {"VERSION": b"1.0.0", "bin/app": b"#!/bin/sh\necho old\n"}
+NEW = {"VERSION": b"2.0.0", "bin/app": b"#!/bin/sh\necho new\n"}
+# The signed health check expects the old VERSION: the new release fails it everywhere.
+FAILING_HEALTH = (
+    '[[health]]\ntype = "file-hash"\npath = "/opt/app/VERSION"\n'
+    f'sha256 = "{sha256(b"1.0.0")}"\nretries = 0\ninterval = 0\n'
+)
+
+
+def rollout_state(hub, release):
+    database = HubDatabase(hub.hub_dir.database)
+    try:
+        [row] = database.query("SELECT state, stage_percent FROM rollouts WHERE release = ?",
+                               (release,))
+        audit = [dict(r) for r in database.query(
+            "SELECT actor, action, detail FROM audit WHERE action LIKE 'rollout.%' ORDER BY id")]
+    finally:
+        database.close()
+    return row["state"], row["stage_percent"], audit
+
+
+async def test_release_failing_health_everywhere_halts_at_pilot_and_others_never_download(
+    tmp_path, nursery
+):
+    hub = await start_hub(tmp_path, nursery)
+    agents = []
+    for number in range(6):
+        daemon, prefix = await start_agent(hub, nursery, f"a{number}", f"127.0.0.{number + 2}")
+        for name, data in OLD.items():
+            (prefix / "opt/app" / name).parent.mkdir(parents=True, exist_ok=True)
+            (prefix / "opt/app" / name).write_bytes(data)
+        agents.append((daemon, prefix, tree_state(prefix)))
+    pilots, others = agents[:2], agents[2:]
+
+    release = hub.publish("app", "2.0.0", NEW, FAILING_HEALTH)
+    # Stage 1 holds the two explicit pilot devices only (0 %), then half, then everyone;
+    # the default rules otherwise (SPRT, 98 %, N=20, 1 h soak).
+    plan = RolloutPlan(stages=(0, 50, 100),
+                       pilot_devices=tuple(d.identity.device_id for d, _, _ in pilots))
+    start_rollout(hub.hub_dir, release, "lab", plan)
+
+    for daemon, _, _ in others:  # they see the rollout, and that they are not in it
+        await daemon.cycle()
+    for daemon, _, _ in pilots:
+        await daemon.cycle()
+        assert await daemon.deliver_results() == 0
+
+    with trio.fail_after(30):  # the hub's controller loop looks every 2 s
+        while rollout_state(hub, release)[0] != "halted":
+            await trio.sleep(0.2)
+
+    for daemon, _, _ in others:  # polling again after the halt
+        await daemon.cycle()
+
+    for daemon, prefix, before in pilots:
+        [deployment] = daemon.journal.deployments()
+        assert deployment.state is State.REVERTED
+        assert tree_state(prefix) == before
+    for daemon, prefix, before in others:
+        assert daemon.journal.deployments() == []
+        downloads = daemon.state.downloads
+        assert not downloads.exists() or not any(p.is_file() for p in downloads.rglob("*"))
+        assert tree_state(prefix) == before
+    assert sorted(r["outcome"] for r in hub.results()) == ["reverted", "reverted"]
+
+    state, percent, audit = rollout_state(hub, release)
+    assert (state, percent) == ("halted", 0)
+    [halt] = [row for row in audit if row["action"] == "rollout.halt"]
+    assert halt["actor"] == "controller"
+    assert "2 failures in the first 2 results" in json.loads(halt["detail"])["reason"]
