@@ -146,7 +146,7 @@ class SiteGossip:
         try:
             handover = await hand_over(self.node.store, self.hub_url, self.hub_timeout)
         except HubUnreachableError as exc:
-            log.info("relayed results wait: %s", exc)
+            log.debug("relayed results wait: %s", exc)
             return
         waiting = {record_id for record_id, _body in self.journal.undelivered()}
         for record_id in handover.held:
