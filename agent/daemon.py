@@ -24,13 +24,14 @@ from agent.hub_client import DeliveryError, HubClient, RecordRefusedError
 from agent.install_prefix import InstallPrefix
 from agent.journal import Journal, utc_now
 from agent.lease_client import LeaseClient
+from agent.lifecycle import State
 from agent.metadata_client import MetadataClient
 from agent.peer_session import PeerSession
 from agent.policy import DeviceFacts
 from agent.policy.gate import NotEligibleYet, PolicyGate
 from agent.policy.source import PolicySource
 from agent.reboot import reboot_adapter
-from agent.rollout_selection import select_releases
+from agent.rollout_selection import held_releases, select_releases
 from agent.start_recovery import prepare_start
 from agent.state_dir import StateDir
 from agent.wire.release import ReleaseInfo
@@ -38,6 +39,8 @@ from agent.wire.rollout import GroupRollouts
 
 log = logging.getLogger(__name__)
 
+BEFORE_ANY_CHANGE = frozenset({State.PENDING, State.SCHEDULED, State.DOWNLOADING,
+                               State.VERIFIED})
 OUTBOX_RETRY_SECONDS = 10.0
 
 
@@ -125,9 +128,13 @@ class AgentDaemon:
             await self.gate.sleep(self.config.agent.poll_interval)
 
     async def cycle(self) -> None:
-        """Finish interrupted work, refresh metadata, deploy what applies to this device."""
+        """Finish interrupted work, refresh metadata, deploy what applies to this device.
+
+        A deployment that has begun changing the device is finished first, hub or no hub;
+        one that has not goes on only after a refresh (`_resume_unchanged`)."""
         for deployment in self.journal.unfinished():
-            await self._deploy(deployment.release)
+            if deployment.state not in BEFORE_ANY_CHANGE:
+                await self._deploy(deployment.release)
         self.journal.set_status("activity", "refreshing metadata")
         try:
             await refresh_metadata(self.metadata, self.gossip.fetcher if self.gossip else None)
@@ -138,9 +145,11 @@ class AgentDaemon:
         self.gate.apply(await trio.to_thread.run_sync(self.policy_source.refresh))
         group = self.gate.group  # the admin's signed assignment, else agent.toml's
         document_bytes = await trio.to_thread.run_sync(self.metadata.rollout_document, group)
-        if document_bytes is None:
+        document = None if document_bytes is None else GroupRollouts.from_bytes(
+            document_bytes, f"rollouts/{group}.json")
+        await self._resume_unchanged(document)
+        if document is None:
             return
-        document = GroupRollouts.from_bytes(document_bytes, f"rollouts/{group}.json")
         releases, targets = {}, {}
         for entry in document.rollouts:
             try:
@@ -167,6 +176,18 @@ class AgentDaemon:
             ):
                 start_deployment(self.journal, candidate.release, targets[candidate.release])
                 await self._deploy(candidate.release)
+
+    async def _resume_unchanged(self, document: GroupRollouts | None) -> None:
+        """Go on with deployments that have changed nothing yet (they may have downloaded
+        and be waiting for a window) only while the signed rollout still says so: a halt
+        or pause signed meanwhile keeps them waiting."""
+        waiting = [d.release for d in self.journal.unfinished() if d.state in BEFORE_ANY_CHANGE]
+        held = held_releases(document, self.identity.device_id, waiting)
+        for release in waiting:
+            if release in held:
+                log.info("%s: not going on: %s", release, held[release])
+                continue
+            await self._deploy(release)
 
     async def _deploy(self, release: str) -> None:
         try:

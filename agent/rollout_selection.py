@@ -9,6 +9,7 @@ included. The hub computes membership with these same functions to count each st
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from packaging.version import Version
@@ -102,3 +103,25 @@ def select_releases(
         if previous is None or manifest.parsed_version > previous.info.manifest.parsed_version:
             best[manifest.name] = Candidate(entry.release, info)
     return sorted(best.values(), key=lambda c: c.release), skipped
+
+
+
+def held_releases(
+    document: GroupRollouts | None, device_id: str, releases: Iterable[str]
+) -> dict[str, str]:
+    """Which of `releases` this device must not go on with, even if it has downloaded them
+    (waiting for its maintenance window, say): no signed rollout of its group lists them
+    any more, their rollout is paused or halted, or it no longer includes this device.
+    Release target path → why."""
+    entries = {entry.release: entry for entry in document.rollouts} if document else {}
+    held: dict[str, str] = {}
+    for release in releases:
+        entry = entries.get(release)
+        if entry is None:
+            held[release] = "no rollout of it for this device's group"
+        elif entry.state is not RolloutState.ACTIVE:
+            held[release] = f"rollout is {entry.state}" + (
+                f": {entry.reason}" if entry.reason else "")
+        elif document is not None and not in_current_stage(entry, device_id, document.group):
+            held[release] = f"not in stage ({entry.stage_percent}%)"
+    return held

@@ -8,6 +8,7 @@ import pytest
 
 from agent.errors import WireFormatError
 from agent.rollout_selection import (
+    held_releases,
     in_current_stage,
     joining_stage,
     rollout_bucket,
@@ -150,3 +151,20 @@ def test_malformed_staged_documents_are_refused_with_the_problem_named(fields, m
     data = json.dumps({"group": "g", "rollouts": [entry]}).encode()
     with pytest.raises(WireFormatError, match=re.escape(message)):
         GroupRollouts.from_bytes(data, "rollouts/g.json")
+
+
+def test_downloaded_releases_are_held_when_their_rollout_stops_or_leaves_the_device():
+    active = staged((0, 100), 1)
+    halted = RolloutEntry(**{**active.model_dump(), "release": "releases/app/2",
+                             "state": RolloutState.HALTED, "reason": "2 failures"})
+    narrow = RolloutEntry(**{**staged((0, 100), 0).model_dump(), "release": "releases/app/3"})
+    document = GroupRollouts(group="g", rollouts=[active, halted, narrow])
+    held = held_releases(document, DEVICE, ["releases/app/1", "releases/app/2",
+                                            "releases/app/3", "releases/app/4"])
+    assert held == {
+        "releases/app/2": "rollout is halted: 2 failures",
+        "releases/app/3": "not in stage (0%)",
+        "releases/app/4": "no rollout of it for this device's group",
+    }
+    assert held_releases(None, DEVICE, ["releases/app/1"]) == {
+        "releases/app/1": "no rollout of it for this device's group"}

@@ -11,6 +11,7 @@ import json
 import trio
 
 from agent.lifecycle import State
+from agent.policy.gate import NotEligibleYet
 from hub.database import HubDatabase
 from hub.rollout_rules import RolloutPlan
 from hub.rollouts import start_rollout
@@ -86,3 +87,53 @@ async def test_release_failing_health_everywhere_halts_at_pilot_and_others_never
     [halt] = [row for row in audit if row["action"] == "rollout.halt"]
     assert halt["actor"] == "controller"
     assert "2 failures in the first 2 results" in json.loads(halt["detail"])["reason"]
+
+
+class WindowNotOpenYet:
+    """Stands in for the policy gate of a device whose maintenance window has not opened:
+    the release may download, but not install until `opened` (the policy engine has its
+    own tests; here only the timing matters)."""
+
+    def __init__(self) -> None:
+        self.opened = False
+
+    async def wait_for_install(self, release, info):
+        if not self.opened:
+            raise NotEligibleYet(release, "maintenance window opens later", None)
+
+    async def wait_for_reboot(self, release, info):
+        return None
+
+    async def finished(self, release):
+        return None
+
+
+async def test_a_pilot_that_downloaded_before_the_halt_does_not_install_after_it(
+    tmp_path, nursery
+):
+    hub = await start_hub(tmp_path, nursery)
+    agents = [await start_agent(hub, nursery, f"a{n}", f"127.0.0.{n + 2}") for n in range(3)]
+    (waiting, waiting_prefix), *failing = agents
+    window = WindowNotOpenYet()
+    waiting.ctx.gate = window
+    release = hub.publish("app", "2.0.0", NEW, FAILING_HEALTH)
+    plan = RolloutPlan(stages=(0, 100),
+                       pilot_devices=tuple(d.identity.device_id for d, _ in agents))
+    start_rollout(hub.hub_dir, release, "lab", plan)
+
+    await waiting.cycle()  # downloads, then waits for its window
+    [parked] = waiting.journal.deployments()
+    assert parked.state is State.VERIFIED
+    for daemon, _ in failing:
+        await daemon.cycle()
+        await daemon.deliver_results()
+    with trio.fail_after(30):
+        while rollout_state(hub, release)[0] != "halted":
+            await trio.sleep(0.2)
+
+    window.opened = True
+    await waiting.cycle()
+    await waiting.cycle()
+    [still] = waiting.journal.deployments()
+    assert still.state is State.VERIFIED  # never installed
+    assert tree_state(waiting_prefix) == {}
