@@ -212,7 +212,8 @@ class DeploymentRun:
             if state is State.REVERT_FAILED:
                 log.error("%s: REVERT FAILED: %s", self.release, why)
             self.ctx.crash.started_here(self.release)
-            await self._journal(state, why)
+            failure = {"failure": why} if state is State.REVERTING else {}
+            await self._journal(state, why, **failure)
         else:
             if why:
                 log.warning("%s: found in %s: %s", self.release, current.state, why)

@@ -19,6 +19,7 @@ from agent.archive import inspect_archive
 from agent.errors import AgentError
 from agent.wire.release import (
     CommandPairInstall,
+    DpkgInstall,
     ReleaseInfo,
     ReleaseManifest,
     TorrentRef,
@@ -52,6 +53,12 @@ class PublishedRelease:
 
 def _check_payload_fits_install(manifest: ReleaseManifest, payload: Path) -> None:
     """Refuse at publish time what every endpoint would refuse at install time."""
+    if isinstance(manifest.install, DpkgInstall):
+        with payload.open("rb") as head:
+            magic = head.read(8)
+        if magic != b"!<arch>\n":
+            raise PublishError(f"{payload}: not a Debian package (.deb), but install.type is dpkg")
+        return
     try:
         members = inspect_archive(payload)
     except AgentError as exc:

@@ -94,6 +94,11 @@ class FileTreeSnapshot(SnapshotBackend):
         entries = sorted(manifest.entries, key=lambda entry: Path(entry.path).parts)
         recorded = {entry.path for entry in entries}
         restorer = _Restorer(Path(manifest.store) / "blobs", FileCopier())
+        # What the install added goes first: on a full disk, restoring a file needs room
+        # (a temporary copy) that only removing the additions gives back.
+        for entry in entries:
+            if entry.kind == "absent":
+                restorer.restore_entry(entry, recorded)
         for entry in entries:
             restorer.restore_entry(entry, recorded)
         for entry in reversed(entries):  # deepest first: children change a dir's mtime

@@ -1,0 +1,99 @@
+"""Recovery is a pure function of the last journaled state and a few journaled facts."""
+
+import os
+import signal
+import subprocess
+import sys
+
+from agent.crash_points import CrashPoints
+from agent.journal import Journal
+from agent.lifecycle import TRANSITIONS, ResumeFacts, State, resume_state
+
+S = State
+
+
+def test_interrupted_steps_before_the_device_changed_are_taken_again():
+    for state in (S.PENDING, S.SCHEDULED, S.DOWNLOADING, S.VERIFIED):
+        assert resume_state(state, ResumeFacts())[0] is state
+    assert resume_state(S.SNAPSHOTTING, ResumeFacts())[0] is S.VERIFIED
+
+
+def test_interrupted_install_is_run_again_only_by_an_idempotent_installer():
+    assert resume_state(S.INSTALLING, ResumeFacts(installer_idempotent=True))[0] is S.INSTALLING
+    assert resume_state(S.INSTALLING, ResumeFacts(installer_idempotent=False))[0] is S.REVERTING
+
+
+def test_a_reboot_that_happened_leads_to_the_checks_one_that_did_not_is_asked_again():
+    assert resume_state(S.REBOOTING, ResumeFacts(rebooted=True))[0] is S.CHECKING
+    assert resume_state(S.REBOOTING, ResumeFacts(rebooted=False))[0] is S.REBOOTING
+    assert resume_state(S.CHECKING, ResumeFacts(boots=1))[0] is S.CHECKING
+
+
+def test_more_boots_than_allowed_before_passing_the_checks_reverts():
+    for state in (S.INSTALLING, S.REBOOTING, S.CHECKING):
+        resumed, why = resume_state(state, ResumeFacts(boots=4, max_boots=3, rebooted=True,
+                                                       installer_idempotent=True))
+        assert resumed is S.REVERTING and "boot counter" in why
+        assert resume_state(state, ResumeFacts(boots=3, max_boots=3, rebooted=True,
+                                               installer_idempotent=True))[0] is not S.REVERTING
+
+
+def test_a_revert_that_keeps_getting_interrupted_ends_in_revert_failed():
+    assert resume_state(S.REVERTING, ResumeFacts(revert_boots=3))[0] is S.REVERTING
+    assert resume_state(S.REVERTING, ResumeFacts(revert_boots=4))[0] is S.REVERT_FAILED
+
+
+def test_every_resume_is_a_transition_the_table_allows():
+    facts = [ResumeFacts(boots=b, revert_boots=b, installer_idempotent=i, rebooted=r)
+             for b in (0, 9) for i in (True, False) for r in (True, False)]
+    for state in State:
+        if not TRANSITIONS[state]:
+            continue
+        for fact in facts:
+            resumed, _ = resume_state(state, fact)
+            assert resumed is state or resumed in TRANSITIONS[state], (state, fact)
+
+
+def test_journal_counts_starts_and_keeps_revert_failed_blocking_until_cleared(tmp_path):
+    journal = Journal(tmp_path / "journal.db")
+    release = "releases/app/1/app.tar"
+    journal.create(release, "app", "1")
+    assert journal.count_start(release, "boots") == 1
+    assert journal.count_start(release, "boots") == 2
+    for state in (S.SCHEDULED, S.DOWNLOADING, S.VERIFIED, S.SNAPSHOTTING, S.INSTALLING,
+                  S.REVERTING, S.REVERT_FAILED):
+        journal.transition(release, state)
+    assert [d.release for d in journal.blocking()] == [release]
+    cleared = journal.clear(release, by="ops")
+    assert cleared.state is S.REVERT_FAILED and cleared.detail["cleared_by"] == "ops"
+    assert journal.blocking() == []
+    assert journal.transitions(release)[-1][2] == "cleared by ops"
+    journal.close()
+
+
+def test_crash_point_spec_names_the_state_and_which_occurrence():
+    points = CrashPoints("installing:2")
+    assert points.armed and points.state == "installing" and points.count == 2
+    assert not CrashPoints(None).armed
+    assert not CrashPoints("").armed
+
+
+def test_crash_hook_kills_the_process_with_sigkill_only_at_its_point(tmp_path):
+    program = (
+        "from agent.crash_points import crash_points\n"
+        "p = crash_points()\n"
+        "p.after_transition('scheduled')\n"
+        "print('passed scheduled', flush=True)\n"
+        "p.after_transition('installing')\n"
+        "print('survived installing', flush=True)\n"
+    )
+    env = {**os.environ, "MEISITONG_CRASH_AFTER": "installing"}
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    assert "passed scheduled" in done.stdout and "survived" not in done.stdout
+    assert "TEST HOOK ARMED" in done.stderr
+    unset = {k: v for k, v in os.environ.items() if k != "MEISITONG_CRASH_AFTER"}
+    done = subprocess.run([sys.executable, "-c", program], env=unset, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and "survived installing" in done.stdout

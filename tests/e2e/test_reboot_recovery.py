@@ -1,0 +1,77 @@
+"""Releases that need a reboot, with real agent processes: the agent "reboots" through
+the restart-agent adapter (it exits with code 75 and the harness, as systemd would,
+starts it again), runs the checks after the restart, and a release that keeps the agent
+from getting through its checks is reverted by the boot counter.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from agent.reboot import RESTART_EXIT_CODE
+from hub.rollouts import start_rollout
+from tests.agent._tree_state import tree_state
+from tests.e2e._crash_harness import (
+    Agent,
+    command_check,
+    file_hash_check,
+    publish,
+    supervise,
+    write_tar,
+)
+from tests.fleet import start_hub
+
+pytestmark = pytest.mark.slow
+
+MANIFEST = 'reboot = true\n[install]\ntype = "file-tree"\nroot = "/opt/app"\n'
+
+
+async def endpoint(hub, tmp_path, name, group, lifecycle):
+    agent = Agent(hub, name, group, tmp_path / name, lifecycle=lifecycle)
+    (agent.prefix / "opt/app").mkdir(parents=True)
+    (agent.prefix / "opt/app/VERSION").write_bytes(b"1.0.0")
+    await agent.enroll()
+    return agent
+
+
+async def test_release_needing_a_reboot_restarts_the_agent_then_checks_and_commits(
+    tmp_path, nursery
+):
+    hub = await start_hub(tmp_path, nursery)
+    agent = await endpoint(hub, tmp_path, "r1", "reboot-ok", 'reboot = "restart-agent"\n')
+    payload = write_tar(tmp_path / "app.tar", {"VERSION": (b"2.0.0", 0o644)})
+    target = publish(hub, "app", "2.0.0", payload,
+                     MANIFEST + file_hash_check("/opt/app/VERSION", b"2.0.0"))
+    start_rollout(hub.hub_dir, target, "reboot-ok", new_group=True)
+    codes = await supervise(agent, [], timeout=90)
+    assert codes == [RESTART_EXIT_CODE, None]
+    [result] = agent.hub_results()
+    assert result["outcome"] == "installed"
+    states = [to for _from, to, _why in agent.transitions()]
+    assert states[-4:] == ["installing", "rebooting", "checking", "committed"]
+    assert (agent.prefix / "opt/app/VERSION").read_bytes() == b"2.0.0"
+    assert agent.leftovers() == []
+
+
+async def test_release_that_keeps_killing_the_agent_in_its_checks_is_reverted_by_the_boot_counter(
+    tmp_path, nursery
+):
+    hub = await start_hub(tmp_path, nursery)
+    agent = await endpoint(hub, tmp_path, "r2", "reboot-loop",
+                           'reboot = "restart-agent"\nmax_boots = 2\n')
+    before = tree_state(agent.prefix)
+    payload = write_tar(tmp_path / "app.tar", {"VERSION": (b"2.0.0", 0o644)})
+    # Stands in for a new version that takes the machine down whenever it starts: the
+    # check kills the agent that runs it (its parent process).
+    target = publish(hub, "app", "2.0.0", payload,
+                     MANIFEST + command_check(["sh", "-c", "kill -KILL $PPID; sleep 5"]))
+    start_rollout(hub.hub_dir, target, "reboot-loop", new_group=True)
+    codes = await supervise(agent, [], timeout=120)
+    assert codes == [RESTART_EXIT_CODE, -signal.SIGKILL, -signal.SIGKILL, None]
+    [result] = agent.hub_results()
+    assert result["outcome"] == "reverted"
+    assert "boot counter: 3 starts" in result["reason"]
+    assert tree_state(agent.prefix) == before
+    assert agent.leftovers() == []
