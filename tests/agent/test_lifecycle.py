@@ -4,8 +4,13 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+from agent.config import AgentConfig
 from agent.crash_points import CrashPoints
+from agent.errors import ConfigError
 from agent.journal import Journal
 from agent.lifecycle import TRANSITIONS, ResumeFacts, State, resume_state
 
@@ -97,3 +102,13 @@ def test_crash_hook_kills_the_process_with_sigkill_only_at_its_point(tmp_path):
     done = subprocess.run([sys.executable, "-c", program], env=unset, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and "survived installing" in done.stdout
+
+
+def test_lifecycle_settings_are_validated_and_shipped_with_safe_defaults(tmp_path):
+    shipped = AgentConfig.load(Path(__file__).resolve().parents[2] / "config/agent.toml")
+    assert shipped.lifecycle.reboot == "system" and shipped.lifecycle.max_boots == 3
+    bad = tmp_path / "agent.toml"
+    bad.write_text('[lifecycle]\nreboot = "kexec"\nmax_boots = 0\n')
+    with pytest.raises(ConfigError, match=r"lifecycle\.reboot") as error:
+        AgentConfig.load(bad)
+    assert "lifecycle.max_boots" in str(error.value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 
 import pytest
 import trio
@@ -17,7 +18,7 @@ from agent.cli import main as agent_cli
 from agent.lifecycle import State
 from agent.reboot import RebootAdapter
 from agent.snapshots import FileTreeSnapshot
-from tests.agent._mounts import tmpfs
+from tests.agent._mounts import loop_filesystem, tmpfs
 from tests.agent._tree_state import tree_state
 from tests.agent.test_dpkg_installer import build_deb
 from tests.e2e._crash_harness import command_check, file_hash_check, publish, write_tar
@@ -259,3 +260,24 @@ async def test_package_whose_postinst_fails_is_reverted_to_the_previous_version(
     assert (prefix / "opt/demo/VERSION").read_text() == "1.0"
     outcomes = sorted(r["outcome"] for r in await delivered(daemon, hub))
     assert outcomes == ["installed", "reverted"]
+
+
+async def test_install_root_on_a_btrfs_subvolume_is_reverted_from_a_btrfs_snapshot(
+    hub, agent, tmp_path
+):
+    daemon, prefix = agent
+    with loop_filesystem(tmp_path / "btrfs.img", prefix / "srv", "btrfs", "300M") as srv:
+        subprocess.run(["btrfs", "subvolume", "create", str(srv / "app")], check=True,
+                       capture_output=True)
+        (srv / "app/VERSION").write_bytes(b"1.0.0")
+        before = tree_state(srv / "app")
+        target = release(hub, "app", "2.0.0", {"VERSION": b"2.0.0", "new": b"x"},
+                         '[install]\ntype = "file-tree"\nroot = "/srv/app"\n'
+                         + file_hash_check("/srv/app/VERSION", b"9.9.9"))
+        await daemon.cycle()
+        deployment = only_deployment(daemon, target)
+        assert deployment.state is State.REVERTED
+        assert '"backend":"btrfs"' in deployment.detail["snapshot"]
+        assert "restored subvolume matches its snapshot" in deployment.reason
+        assert tree_state(srv / "app") == before
+        assert sorted(p.name for p in srv.iterdir()) == ["app"]  # snapshot pruned
