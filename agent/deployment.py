@@ -257,7 +257,7 @@ class DeploymentRun:
             State.VERIFIED,
             payload=str(downloaded.path),
             bytes_from_peers=downloaded.from_peers,
-            bytes_from_hub=downloaded.from_web_seed,
+            bytes_from_hub=downloaded.from_hub,  # web seed + hub seeder
         )
         return State.VERIFIED
 
