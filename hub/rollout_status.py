@@ -79,7 +79,7 @@ def _describe(record: RolloutRecord, progress: Any, now: datetime) -> dict[str, 
             "failures": sprt.failures,
             "log_likelihood_ratio": round(sprt.log_likelihood_ratio, 3),
             "halt_at": round(sprt.halt_boundary, 3),
-            "acceptable_failure_rate": rules.acceptable_failure_rate,
-            "unacceptable_failure_rate": rules.unacceptable_failure_rate,
+            "acceptable_failure_rate": round(rules.acceptable_failure_rate, 6),
+            "unacceptable_failure_rate": round(rules.unacceptable_failure_rate, 6),
         }
     return described
