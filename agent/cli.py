@@ -157,7 +157,7 @@ def clear(config_file: Path, release: str | None, keep_snapshot: bool, by: str) 
     """
     import shutil
 
-    from agent.deployment import deployment_key
+    from agent.deployment_files import deployment_key
     from agent.journal import Journal
     from agent.snapshots import FileTreeSnapshot, SnapshotManifest, backend_for_manifest
     from agent.state_dir import StateDir

@@ -14,7 +14,6 @@ ends in revert-failed, which blocks further installs until `meisitong-agent clea
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import time
@@ -27,6 +26,7 @@ import trio
 from tuf.api.metadata import TargetFile
 
 from agent.crash_points import CrashPoints, crash_points
+from agent.deployment_files import deployment_key, finish_cleanup
 from agent.deployment_gate import AlwaysAllow, DeploymentGate
 from agent.deployment_result import OUTCOME_OF, signed_result
 from agent.device_identity import DeviceIdentity
@@ -86,11 +86,6 @@ class DeploymentContext:
     max_boots: int = 3
     free_space_reserve: int = 64 * 1024 * 1024
     crash: CrashPoints = field(default_factory=crash_points)
-
-
-def deployment_key(release: str) -> str:
-    """The name of a deployment's snapshot store and work directory."""
-    return hashlib.sha256(release.encode()).hexdigest()[:16]
 
 
 def start_deployment(
@@ -212,8 +207,10 @@ class DeploymentRun:
             if state is State.REVERT_FAILED:
                 log.error("%s: REVERT FAILED: %s", self.release, why)
             self.ctx.crash.started_here(self.release)
-            failure = {"failure": why} if state is State.REVERTING else {}
-            await self._journal(state, why, **failure)
+            if state is State.REVERTING:
+                await self._journal(state, why, failure=why)
+            else:
+                await self._journal(state, why)
         else:
             if why:
                 log.warning("%s: found in %s: %s", self.release, current.state, why)
@@ -388,18 +385,5 @@ class DeploymentRun:
     def _cleanup(self) -> None:
         """Drop the snapshot and work files unless an admin may need them; rerun at start
         for deployments that ended just before a crash."""
-        finish_cleanup(self.ctx, self.deployment)
+        finish_cleanup(self.ctx.state_dir, self.ctx.snapshots, self.deployment)
 
-
-def finish_cleanup(ctx: DeploymentContext, deployment: Deployment) -> None:
-    if deployment.state is State.REVERT_FAILED and not deployment.detail.get("cleared_at"):
-        return
-    key = deployment_key(deployment.release)
-    shutil.rmtree(ctx.state_dir.work / key, ignore_errors=True)
-    if "snapshot" in deployment.detail:
-        manifest = SnapshotManifest.from_json(deployment.detail["snapshot"])
-        try:
-            backend_for_manifest(manifest, ctx.snapshots).discard(manifest)
-        except AgentError as exc:
-            log.warning("%s: leftover snapshot not removed: %s", deployment.release, exc)
-    shutil.rmtree(ctx.state_dir.snapshots / key, ignore_errors=True)

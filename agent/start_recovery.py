@@ -15,7 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-from agent.deployment import DeploymentContext, deployment_key, finish_cleanup
+from agent.deployment import DeploymentContext
+from agent.deployment_files import deployment_key, finish_cleanup
 from agent.lifecycle import BOOT_COUNTED, State
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def prepare_start(ctx: DeploymentContext) -> None:
     keep = set()
     for deployment in journal.deployments():
         if deployment.finished:
-            finish_cleanup(ctx, deployment)
+            finish_cleanup(ctx.state_dir, ctx.snapshots, deployment)
         if not deployment.finished or (
             deployment.state is State.REVERT_FAILED and not deployment.detail.get("cleared_at")
         ):

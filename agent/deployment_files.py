@@ -1,0 +1,41 @@
+"""Where a deployment keeps its files on the endpoint, and how they go away.
+
+A deployment's snapshot store and work directory are named by a hash of its release
+(`deployment_key`). When it ends they are deleted (`finish_cleanup`), except after a
+revert-failed that no admin has cleared: the snapshot may be what the admin needs. The
+daemon runs the same cleanup at start for deployments that ended just before a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+
+from agent.errors import AgentError
+from agent.journal import Deployment
+from agent.lifecycle import State
+from agent.snapshots import SnapshotBackend, SnapshotManifest, backend_for_manifest
+from agent.state_dir import StateDir
+
+log = logging.getLogger(__name__)
+
+
+def deployment_key(release: str) -> str:
+    """The name of a deployment's snapshot store and work directory."""
+    return hashlib.sha256(release.encode()).hexdigest()[:16]
+
+
+def finish_cleanup(state_dir: StateDir, default: SnapshotBackend, deployment: Deployment) -> None:
+    """Delete a finished deployment's snapshot and work files; idempotent."""
+    if deployment.state is State.REVERT_FAILED and not deployment.detail.get("cleared_at"):
+        return
+    key = deployment_key(deployment.release)
+    shutil.rmtree(state_dir.work / key, ignore_errors=True)
+    if "snapshot" in deployment.detail:
+        manifest = SnapshotManifest.from_json(deployment.detail["snapshot"])
+        try:
+            backend_for_manifest(manifest, default).discard(manifest)
+        except AgentError as exc:
+            log.warning("%s: leftover snapshot not removed: %s", deployment.release, exc)
+    shutil.rmtree(state_dir.snapshots / key, ignore_errors=True)
