@@ -17,23 +17,47 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
 from agent.config import AgentConfig
 from agent.enrollment_flow import enroll
 from agent.reboot import RESTART_EXIT_CODE
+from hub.config import HubConfig
+from hub.hub_dir import HubDir
+from hub.hub_init import initialize_hub
 from hub.publisher import publish_release
+from hub.serve import HubServer
 from tests.fleet import ServedHub, free_port, sha256
 
+T = TypeVar("T")
 AGENT_BIN = str(Path(sys.executable).parent / "meisitong-agent")
 _address_counter = iter(range(10, 250))
 
 
 def next_address() -> str:
     return f"127.0.0.{next(_address_counter)}"
+
+
+async def start_hub_published(
+    workdir: Path, nursery: trio.Nursery, prepare: Callable[[ServedHub], T]
+) -> tuple[ServedHub, T]:
+    """tests.fleet.start_hub, with `prepare` (publish, start rollouts) run before the
+    server starts: the hub seeds what exists at start before its stats loop runs, which
+    avoids a race in hub/seeder.py (stats() iterates the torrents from a worker thread
+    while a new release is being added)."""
+    hub_dir = HubDir(workdir / "hub")
+    port = free_port("127.0.0.1")
+    created = initialize_hub(hub_dir, None, f"127.0.0.1:{port}", "",
+                             f"127.0.0.1:{free_port('127.0.0.1')}")
+    hub = ServedHub(hub_dir, f"http://127.0.0.1:{port}", created["token"], workdir)
+    prepared = prepare(hub)
+    await nursery.start(HubServer(hub_dir, HubConfig.load(hub_dir.config_file)).run)
+    return hub, prepared
 
 
 def publish(hub: ServedHub, name: str, version: str, payload: Path, manifest_toml: str) -> str:

@@ -26,10 +26,10 @@ from tests.e2e._crash_harness import (
     command_check,
     file_hash_check,
     publish,
+    start_hub_published,
     supervise,
     write_tar,
 )
-from tests.fleet import start_hub
 
 pytestmark = pytest.mark.slow
 
@@ -126,10 +126,13 @@ def expected_outcome(release, plan):
 async def test_sigkill_at_every_transition_recovers_to_new_or_identical_tree_with_one_result(
     tmp_path, nursery
 ):
-    hub = await start_hub(tmp_path, nursery)
-    releases = publish_releases(hub, tmp_path)
-    for release in releases.values():
-        start_rollout(hub.hub_dir, release.target, release.name, new_group=True)
+    def publish_and_roll_out(hub):
+        releases = publish_releases(hub, tmp_path)
+        for release in releases.values():
+            start_rollout(hub.hub_dir, release.target, release.name, new_group=True)
+        return releases
+
+    hub, releases = await start_hub_published(tmp_path, nursery, publish_and_roll_out)
     cases = crash_cases(releases)
     limiter = trio.CapacityLimiter(PARALLEL)
     report: list[str] = []

@@ -18,10 +18,10 @@ from tests.e2e._crash_harness import (
     command_check,
     file_hash_check,
     publish,
+    start_hub_published,
     supervise,
     write_tar,
 )
-from tests.fleet import start_hub
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +39,14 @@ async def endpoint(hub, tmp_path, name, group, lifecycle):
 async def test_release_needing_a_reboot_restarts_the_agent_then_checks_and_commits(
     tmp_path, nursery
 ):
-    hub = await start_hub(tmp_path, nursery)
+    def prepare(hub):
+        payload = write_tar(tmp_path / "app.tar", {"VERSION": (b"2.0.0", 0o644)})
+        target = publish(hub, "app", "2.0.0", payload,
+                         MANIFEST + file_hash_check("/opt/app/VERSION", b"2.0.0"))
+        start_rollout(hub.hub_dir, target, "reboot-ok", new_group=True)
+
+    hub, _ = await start_hub_published(tmp_path, nursery, prepare)
     agent = await endpoint(hub, tmp_path, "r1", "reboot-ok", 'reboot = "restart-agent"\n')
-    payload = write_tar(tmp_path / "app.tar", {"VERSION": (b"2.0.0", 0o644)})
-    target = publish(hub, "app", "2.0.0", payload,
-                     MANIFEST + file_hash_check("/opt/app/VERSION", b"2.0.0"))
-    start_rollout(hub.hub_dir, target, "reboot-ok", new_group=True)
     codes = await supervise(agent, [], timeout=90)
     assert codes == [RESTART_EXIT_CODE, None]
     [result] = agent.hub_results()
@@ -58,16 +60,18 @@ async def test_release_needing_a_reboot_restarts_the_agent_then_checks_and_commi
 async def test_release_that_keeps_killing_the_agent_in_its_checks_is_reverted_by_the_boot_counter(
     tmp_path, nursery
 ):
-    hub = await start_hub(tmp_path, nursery)
+    def prepare(hub):
+        payload = write_tar(tmp_path / "app.tar", {"VERSION": (b"2.0.0", 0o644)})
+        # Stands in for a new version that takes the machine down whenever it starts: the
+        # check kills the agent that runs it (its parent process).
+        target = publish(hub, "app", "2.0.0", payload,
+                         MANIFEST + command_check(["sh", "-c", "kill -KILL $PPID; sleep 5"]))
+        start_rollout(hub.hub_dir, target, "reboot-loop", new_group=True)
+
+    hub, _ = await start_hub_published(tmp_path, nursery, prepare)
     agent = await endpoint(hub, tmp_path, "r2", "reboot-loop",
                            'reboot = "restart-agent"\nmax_boots = 2\n')
     before = tree_state(agent.prefix)
-    payload = write_tar(tmp_path / "app.tar", {"VERSION": (b"2.0.0", 0o644)})
-    # Stands in for a new version that takes the machine down whenever it starts: the
-    # check kills the agent that runs it (its parent process).
-    target = publish(hub, "app", "2.0.0", payload,
-                     MANIFEST + command_check(["sh", "-c", "kill -KILL $PPID; sleep 5"]))
-    start_rollout(hub.hub_dir, target, "reboot-loop", new_group=True)
     codes = await supervise(agent, [], timeout=120)
     assert codes == [RESTART_EXIT_CODE, -signal.SIGKILL, -signal.SIGKILL, None]
     [result] = agent.hub_results()
