@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean system-tools
+.PHONY: demo test lint bench bench-branch clean system-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(STAMP) system-tools lint
 
 bench: $(STAMP) system-tools
 	$(BIN)/python -m tests.bench.run_all
+
+# Branch offices in network namespaces (root; several minutes): tests/bench/branch_office/
+bench-branch: $(STAMP)
+	$(BIN)/python -m tests.bench.branch_office
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -45,6 +45,7 @@ _ALERTS = (
     | lt.alert.category_t.status_notification
     | lt.alert.category_t.storage_notification
     | lt.alert.category_t.tracker_notification
+    | lt.alert.category_t.connect_notification  # who the hub trades with (DEBUG log)
 )
 
 

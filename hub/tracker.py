@@ -93,7 +93,10 @@ class Peer:
     left: int | None
     last_seen: float
     first_seen: float = 0.0
-    """When this peer joined the swarm (kept across re-announces)."""
+    """When the tracker first heard of this agent (its device, else its peer id) in ANY
+    swarm. One clock for all swarms: libtorrent announces a hybrid torrent in two swarms
+    (v1 and v2 hashes), and agents' announces interleave differently in each; per-swarm
+    ages would elect different gateways in the two swarms of one payload."""
     device: str | None = None
     site: str | None = None
     """The device's site as the hub enrolled it; None when unknown."""
@@ -228,6 +231,18 @@ class Swarms:
         self._clock = clock
         self._hub_key = hub_key
         self._swarms: dict[bytes, dict[bytes, Peer]] = {}
+        self._joined: dict[str | bytes, tuple[float, float]] = {}  # key -> (first, last)
+        self._joined_pruned = clock()
+
+    def _first_seen(self, key: str | bytes, now: float) -> float:
+        """When `key` was first heard of; forgotten after 2 x interval of silence."""
+        if now - self._joined_pruned > self.interval:
+            cutoff = now - 2 * self.interval
+            self._joined = {k: v for k, v in self._joined.items() if v[1] >= cutoff}
+            self._joined_pruned = now
+        first = self._joined.get(key, (now, now))[0]
+        self._joined[key] = (first, now)
+        return first
 
     def is_hub(self, request: Announce) -> bool:
         return (
@@ -241,10 +256,9 @@ class Swarms:
         answer."""
         now = self._clock()
         swarm = self._expire(request.info_hash, now)
-        previous = swarm.get(request.peer_id)
         asker = Peer(
             request.peer_id, request.ip, request.port, request.left, now,
-            first_seen=previous.first_seen if previous else now,
+            first_seen=self._first_seen(request.device or request.peer_id, now),
             device=request.device,
             site=site,
             is_hub=self.is_hub(request),
@@ -258,6 +272,12 @@ class Swarms:
         live = list(swarm.values())
         chosen = [] if request.event == "stopped" else self._select(asker, live)
         chosen = list(chosen)[: request.numwant]
+        log.debug(
+            "announce %s from %s:%d (device %s, site %s%s): told %d peers%s",
+            request.event or "-", asker.ip, asker.port, asker.device, asker.site,
+            ", the hub" if asker.is_hub else "", len(chosen),
+            ", the hub among them" if any(p.is_hub for p in chosen) else "",
+        )
         v4 = b"".join(p.ip.packed + p.port.to_bytes(2, "big") for p in chosen if p.ip.version == 4)
         v6 = b"".join(p.ip.packed + p.port.to_bytes(2, "big") for p in chosen if p.ip.version == 6)
         complete = sum(1 for p in live if p.is_seed)

@@ -73,7 +73,8 @@ async def run_hub(args: argparse.Namespace) -> None:
 
 
 async def run_agent(args: argparse.Namespace) -> None:
-    session = PeerSession(args.listen, upload_limit=args.upload_limit, seed_time=3600)
+    session = PeerSession(args.listen, upload_limit=args.upload_limit,
+                          download_limit=args.download_limit, seed_time=3600)
     async with trio.open_nursery() as nursery:
         await nursery.start(session.run)
         try:
@@ -92,6 +93,9 @@ async def run_agent(args: argparse.Namespace) -> None:
                 "from_peers": result.from_peers,
                 "seconds": result.seconds,
                 "web_seed_added": result.web_seed_added,
+                "from_hub_seeder": result.from_hub_seeder,
+                "hash_failures": result.hash_failures,
+                "banned_peers": list(result.banned_peers),
             }
         except DownloadError as exc:
             answer = {"error": str(exc)}
@@ -122,6 +126,7 @@ def main() -> None:
     agent.add_argument("--web-seed-after", type=float, default=10.0)
     agent.add_argument("--timeout", type=float, default=60.0)
     agent.add_argument("--upload-limit", type=int, default=0)
+    agent.add_argument("--download-limit", type=int, default=0)
     agent.add_argument("--result", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.role} %(name)s %(message)s")

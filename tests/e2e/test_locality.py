@@ -74,8 +74,9 @@ async def test_hub_seeds_one_gateway_per_site_and_status_shows_bytes_per_site(tm
             assert from_hub == 0, daemon.identity.device_id
     # The hub's seeder is connected to the gateways only.
     [handle] = hub.server.seeder._session.get_torrents()
-    hub_peers = {ip for ip, _port in (p.ip for p in handle.get_peer_info())
-                 if p.connection_type == lt.peer_info.standard_bittorrent}
+    hub_peers = {info.ip[0] for info in handle.get_peer_info()
+                 if info.connection_type == lt.peer_info.standard_bittorrent}
+    assert hub_peers
     assert hub_peers <= {p.ip.compressed for p in peers if p.device in gateway_ids}
 
     by_site = {row["site"]: row for row in report["sites"]}

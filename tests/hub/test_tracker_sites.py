@@ -207,3 +207,30 @@ async def test_device_sites_are_cached_for_their_ttl():
     clock.now += 2
     await sites.site_of("dev-aaaa")
     assert reads == ["dev-aaaa", "dev-aaaa"]
+
+
+def test_both_swarms_of_a_hybrid_torrent_elect_the_same_gateway():
+    """libtorrent announces a hybrid torrent under its v1 and v2 hashes; agents' announces
+    interleave differently in the two swarms."""
+    swarms = Swarms(peer_selector=SitePeerSelector(), hub_key=HUB_KEY)
+    v1, v2 = b"\x01" * 20, b"\x02" * 20
+
+    def announce(info_hash: bytes, n: int, **params: object) -> list[str]:
+        raw = raw_query(n, f"dev-1-{n}", **params).replace(
+            f"info_hash={quote_from_bytes(INFO_HASH)}".encode(),
+            f"info_hash={quote_from_bytes(info_hash)}".encode(),
+        )
+        return addresses(swarms.announce(parse_announce(raw, f"198.18.1.{n}"), "site1"))
+
+    for info_hash in (v1, v2):
+        swarms.announce(parse_announce(
+            raw_query(0, hub=HUB_KEY, left=0).replace(
+                f"info_hash={quote_from_bytes(INFO_HASH)}".encode(),
+                f"info_hash={quote_from_bytes(info_hash)}".encode()),
+            HUB_IP))
+    announce(v1, 1)
+    announce(v1, 2)
+    announce(v2, 2)  # agent 2 is first in the v2 swarm
+    announce(v2, 1)
+    assert HUB_IP in announce(v1, 1) and HUB_IP in announce(v2, 1)
+    assert HUB_IP not in announce(v1, 2) and HUB_IP not in announce(v2, 2)
