@@ -164,9 +164,12 @@ class HubSeeder:
             self._session.remove_torrent(handle)
 
     def stats(self) -> dict[str, SeedStats]:
-        """Per v1 info-hash (hex): payload bytes uploaded since added, peers connected."""
+        """Per v1 info-hash (hex): payload bytes uploaded since added, peers connected.
+
+        Safe to call from a worker thread while the trio thread adds torrents: it
+        iterates a snapshot of the table."""
         out = {}
-        for v1, handle in self._torrents.items():
+        for v1, handle in list(self._torrents.items()):
             st = handle.status()
             out[v1] = SeedStats(st.total_payload_upload, st.num_peers)
         return out
