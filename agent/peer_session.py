@@ -201,9 +201,9 @@ class PeerSession:
             # until the web seed (10 s later) delivered it: 2.8x the Kumar-Ross bound
             # against 1.4x with the connections kept (tests/bench/branch_office).
             "close_redundant_connections": False,
-            # TCP only. uTP's LEDBAT yields to any competing flow; on a site's WAN link the
-            # competing flow is the site's own traffic, and the gateway's uTP connection to
-            # the hub crawled while the rest of the site stalled (see the harness README).
+            # TCP only. uTP's LEDBAT yields to any competing flow, and on a site's WAN link
+            # that is the site's own traffic; in the one full-size harness run with uTP on,
+            # the gateways got less from the hub's seeder (tests/bench/branch_office).
             "enable_outgoing_utp": False,
             "enable_incoming_utp": False,
             "upload_rate_limit": upload_limit,
