@@ -47,6 +47,7 @@ import libtorrent as lt
 import trio
 
 from agent.errors import ConfigError, DownloadError
+from agent.torrent_network import all_peers_global_filter, split_listen
 
 log = logging.getLogger(__name__)
 
@@ -151,24 +152,6 @@ def with_query_parameter(url: str, name: str, value: str) -> str:
     """`url` with `name=value` appended to its query. libtorrent appends its announce
     parameters with '&' to a URL that already has a '?', so ours survive."""
     return f"{url}{'&' if '?' in url else '?'}{quote(name)}={quote(value, safe='')}"
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """"IP:PORT" or "[IPv6]:PORT" -> (ip, port); raises ConfigError."""
-    host, sep, port = listen.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"listen address {listen!r}: expected IP:PORT")
-    return host, int(port)
-
-
-def all_peers_global_filter() -> lt.ip_filter:
-    """A peer-class filter putting every address in the global (rate-limited) class."""
-    global_class = 1 << lt.session.global_peer_class_id
-    f = lt.ip_filter()
-    f.add_rule("0.0.0.0", "255.255.255.255", global_class)  # noqa: S104 - a range, not a bind
-    f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", global_class)
-    return f
 
 
 class PeerSession:

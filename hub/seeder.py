@@ -35,6 +35,7 @@ import libtorrent as lt
 import trio
 
 from agent.peer_session import HUB_PEER_ID_PREFIX, with_query_parameter
+from agent.torrent_network import all_peers_global_filter, split_listen
 from hub.errors import HubConfigError, PublishError
 
 log = logging.getLogger(__name__)
@@ -55,25 +56,6 @@ class SeedStats:
 
     total_payload_upload: int
     num_peers: int
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """"IP:PORT" or "[IPv6]:PORT" -> (ip, port); raises HubConfigError."""
-    host, sep, port = listen.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise HubConfigError(f"listen address {listen!r}: expected IP:PORT")
-    return host, int(port)
-
-
-def all_peers_global_filter() -> lt.ip_filter:
-    """A peer-class filter putting every IPv4 and IPv6 address in the global class, so
-    rate limits apply to local peers too (libtorrent's default exempts them)."""
-    global_class = 1 << lt.session.global_peer_class_id
-    f = lt.ip_filter()
-    f.add_rule("0.0.0.0", "255.255.255.255", global_class)  # noqa: S104 - a range, not a bind
-    f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", global_class)
-    return f
 
 
 class HubSeeder:

@@ -33,8 +33,9 @@ from agent.gossip.site_members import SiteMembers
 from agent.gossip.store import GossipStore
 from agent.gossip.tls import DeviceCertificates, SiteCredentials
 from agent.journal import Journal
-from agent.peer_session import PeerSession, split_listen
+from agent.peer_session import PeerSession
 from agent.state_dir import StateDir
+from agent.torrent_network import split_listen
 from agent.wire.gossip import INVENTORY_KEY, Inventory
 
 log = logging.getLogger(__name__)
