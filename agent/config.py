@@ -60,7 +60,7 @@ class P2PSection(StrictModel):
     upload_limit: int = Field(default=0, ge=0, description="bytes/s, 0 = unlimited")
     download_limit: int = Field(default=0, ge=0, description="bytes/s, 0 = unlimited")
     seed_time: float = Field(default=3600.0, ge=0)
-    web_seed_after: float = Field(default=10.0, ge=0)
+    web_seed_after: float = Field(default=30.0, ge=0)
     local_discovery: bool = True
     download_timeout: float = Field(default=3600.0, gt=0)
 
