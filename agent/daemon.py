@@ -17,6 +17,7 @@ import trio
 
 from agent.config import AgentConfig
 from agent.deployment import DeploymentContext, DeploymentRun, RetryLater, start_deployment
+from agent.deployment_files import prune_finished_downloads
 from agent.device_identity import DeviceIdentity
 from agent.errors import AgentError, MetadataError, TargetNotFoundError, WireFormatError
 from agent.gossip import SiteGossip, refresh_metadata
@@ -135,6 +136,10 @@ class AgentDaemon:
         for deployment in self.journal.unfinished():
             if deployment.state not in BEFORE_ANY_CHANGE:
                 await self._deploy(deployment.release)
+        for release in prune_finished_downloads(
+            self.state, self.journal.deployments(), set(self.peers.seeding())
+        ):
+            log.info("%s: payload no longer seeded, removed from downloads", release)
         self.journal.set_status("activity", "refreshing metadata")
         try:
             await refresh_metadata(self.metadata, self.gossip.fetcher if self.gossip else None)

@@ -17,6 +17,7 @@ from agent.journal import Deployment
 from agent.lifecycle import State
 from agent.snapshots import SnapshotBackend, SnapshotManifest, backend_for_manifest
 from agent.state_dir import StateDir
+from agent.wire.release import ReleaseInfo
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +40,30 @@ def finish_cleanup(state_dir: StateDir, default: SnapshotBackend, deployment: De
         except AgentError as exc:
             log.warning("%s: leftover snapshot not removed: %s", deployment.release, exc)
     shutil.rmtree(state_dir.snapshots / key, ignore_errors=True)
+
+
+def prune_finished_downloads(
+    state_dir: StateDir, deployments: list[Deployment], seeding: set[str]
+) -> list[str]:
+    """Delete the payloads of finished deployments that are no longer seeded, so the
+    downloads directory does not grow release after release. Returns what was pruned.
+
+    Kept: payloads still seeded to peers, and those of an uncleared revert-failed (an
+    admin may want to look at exactly what was installed)."""
+    pruned = []
+    for deployment in deployments:
+        if not deployment.finished or deployment.state is State.REVERT_FAILED:
+            continue
+        directory = state_dir.downloads / deployment_key(deployment.release)
+        if not directory.exists():
+            continue
+        try:
+            custom = deployment.detail["target"]["custom"]
+            info_hash = ReleaseInfo.from_custom(custom, deployment.release).torrent.info_hash_v1
+        except (KeyError, TypeError, AgentError):
+            info_hash = ""
+        if info_hash in seeding:
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        pruned.append(deployment.release)
+    return pruned

@@ -62,3 +62,36 @@ def test_journal_survives_reopen(tmp_path):
     assert deployment.detail == {"target": {"length": 1}, "x": 1}
     assert (tmp_path / "j.db").stat().st_mode & 0o777 == 0o600
     again.close()
+
+
+def test_payloads_of_finished_deployments_are_pruned_once_no_longer_seeded(tmp_path):
+    from agent.deployment_files import deployment_key, prune_finished_downloads
+    from agent.state_dir import StateDir
+    from agent.wire.release import ReleaseInfo, ReleaseManifest, TorrentRef
+
+    def custom(info_hash):
+        return ReleaseInfo(
+            manifest=ReleaseManifest(name="a", version="1", severity="low", category="app",
+                                     install={"type": "file-tree", "root": "/opt/a"}),
+            payload_name="a.tar", published_at="2026-11-25T00:00:00+00:00",
+            torrent=TorrentRef(path="t", info_hash_v1=info_hash, info_hash_v2="0" * 64),
+        ).to_custom()
+
+    state = StateDir(tmp_path / "state")
+    state.create()
+    journal = Journal(state.journal)
+    cases = (("releases/a/1/a.tar", State.FAILED, "a" * 40),    # finished, not seeded
+             ("releases/b/1/b.tar", State.FAILED, "b" * 40),    # finished, still seeded
+             ("releases/c/1/c.tar", None, "c" * 40))            # still running
+    for release, final, info_hash in cases:
+        journal.create(release, "a", "1", {"target": {"custom": custom(info_hash)}})
+        if final:
+            journal.transition(release, final)
+        (state.downloads / deployment_key(release)).mkdir()
+        (state.downloads / deployment_key(release) / "payload").write_bytes(b"x")
+    pruned = prune_finished_downloads(state, journal.deployments(), seeding={"b" * 40})
+    assert pruned == ["releases/a/1/a.tar"]
+    assert not (state.downloads / deployment_key("releases/a/1/a.tar")).exists()
+    assert (state.downloads / deployment_key("releases/b/1/b.tar")).exists()
+    assert (state.downloads / deployment_key("releases/c/1/c.tar")).exists()
+    journal.close()
