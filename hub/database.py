@@ -165,9 +165,13 @@ class HubDatabase:
             db.execute(
                 "INSERT INTO transfer_stats (release, channel, bytes, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT(release, channel) DO UPDATE SET "
-                "bytes = max(bytes, excluded.bytes), updated_at = excluded.updated_at",
+                "bytes = excluded.bytes, updated_at = excluded.updated_at",
                 (release, channel, total, utc_now()),
             )
+
+    def all_transfer_bytes(self) -> dict[tuple[str, str], int]:
+        rows = self.query("SELECT release, channel, bytes FROM transfer_stats")
+        return {(row["release"], row["channel"]): row["bytes"] for row in rows}
 
     def transfer_bytes(self, release: str) -> dict[str, int]:
         rows = self.query(

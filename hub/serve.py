@@ -54,6 +54,7 @@ class HubServer:
             tracker_url=f"{config.public_url}/announce",
             hub_key=hub_key,
         )
+        self._earlier_runs: dict[tuple[str, str], int] | None = None
         self._seeded: dict[str, str] = {}  # info_hash_v1 -> release target
         # The rollout controller: advances and halts rollouts as results arrive.
         self.rollout_rules = RolloutRuleRunner(hub_dir)
@@ -136,14 +137,23 @@ class HubServer:
             await trio.to_thread.run_sync(self._flush_stats)
 
     def _flush_stats(self) -> None:
+        """Record bytes sent as totals over every run of the hub: libtorrent's and the
+        web seed's counters start at zero each start, so this run's count is added to
+        what earlier runs recorded."""
         payload_files: CountingFiles = self.app.state.payload_files
         database = HubDatabase(self.hub_dir.database)
         try:
+            if self._earlier_runs is None:
+                self._earlier_runs = database.all_transfer_bytes()
+            current: dict[tuple[str, str], int] = {}
             for info_hash, stats in self.seeder.stats().items():
                 target = self._seeded.get(info_hash)
                 if target:
-                    database.set_transfer_bytes(target, "seeder", stats.total_payload_upload)
+                    current[(target, "seeder")] = stats.total_payload_upload
             for path, sent in list(payload_files.sent.items()):
-                database.set_transfer_bytes(path, "web-seed", sent)
+                current[(path, "web-seed")] = sent
+            for (release, channel), sent in current.items():
+                earlier = self._earlier_runs.get((release, channel), 0)
+                database.set_transfer_bytes(release, channel, earlier + sent)
         finally:
             database.close()

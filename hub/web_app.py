@@ -64,7 +64,9 @@ class CountingFiles:
         self.sent: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = str(scope.get("path", "")).lstrip("/")
+        # Under a Mount, Starlette keeps the full path and puts the mount in root_path.
+        path = str(scope.get("path", ""))
+        path = path.removeprefix(str(scope.get("root_path", ""))).lstrip("/")
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.body":
