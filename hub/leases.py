@@ -140,7 +140,7 @@ def lease_routes(hub_dir: HubDir,
     """POST /api/v1/leases: a SignedLeaseRequest in, a LeaseAnswer out."""
     import trio
 
-    from hub.web_app import BodyTooLargeError, read_body
+    from hub.request_body import BodyTooLargeError, read_body
 
     async def leases(request: Request) -> Response:
         try:

@@ -9,7 +9,6 @@ verify with the enrolled key is refused (and logged) without affecting the other
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,9 +20,9 @@ from starlette.routing import BaseRoute, Route
 from agent.errors import AgentError
 from agent.wire.gossip import MAX_RELAYED_RESULTS, RecordIds, RelayedResults
 from agent.wire.result import MAX_RECORD_BYTES
-from agent.wire.validation import parse_model
 from hub.database import HubDatabase
 from hub.errors import UnknownDeviceError
+from hub.request_body import BodyTooLargeError, read_json_model
 from hub.results_store import ingest_result
 
 log = logging.getLogger(__name__)
@@ -69,22 +68,10 @@ def relay_routes(
 ) -> list[BaseRoute]:
     """The two routes; `in_database` runs a function with a database in a thread."""
 
-    async def parsed(request: Request, model: type, limit: int) -> Any:
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise _TooLarge(f"request body larger than {limit} bytes")
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AgentError(f"request body is not JSON: {exc}") from None
-        return parse_model(model, data, str(request.url.path))
-
     async def missing(request: Request) -> Response:
         try:
-            ids: RecordIds = await parsed(request, RecordIds, 256 * 1024)
-        except _TooLarge as exc:
+            ids = await read_json_model(request, RecordIds, request.url.path, 256 * 1024)
+        except BodyTooLargeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=413)
         except AgentError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -93,8 +80,10 @@ def relay_routes(
 
     async def batch(request: Request) -> Response:
         try:
-            results: RelayedResults = await parsed(request, RelayedResults, MAX_BATCH_BODY_BYTES)
-        except _TooLarge as exc:
+            results = await read_json_model(
+                request, RelayedResults, request.url.path, MAX_BATCH_BODY_BYTES
+            )
+        except BodyTooLargeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=413)
         except AgentError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -105,6 +94,3 @@ def relay_routes(
         Route("/api/v1/results/batch", batch, methods=["POST"]),
     ]
 
-
-class _TooLarge(Exception):
-    pass

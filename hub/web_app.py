@@ -8,7 +8,6 @@ one with a 4xx naming the problem.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,6 @@ from starlette.types import Message, Receive, Scope, Send
 from agent.errors import AgentError
 from agent.wire.enrollment import EnrollRequest
 from agent.wire.result import SignedResult
-from agent.wire.validation import parse_model
 from hub.certificate_authority import certify_device
 from hub.database import HubDatabase
 from hub.enrollment import enroll_device
@@ -33,27 +31,10 @@ from hub.errors import EnrollmentRefusedError, HubError, UnknownDeviceError
 from hub.hub_dir import HubDir
 from hub.leases import lease_routes
 from hub.relayed_results import relay_routes
+from hub.request_body import BodyTooLargeError, read_body, read_json_model
 from hub.results_store import ingest_result
 
 log = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 64 * 1024
-
-
-class BodyTooLargeError(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError(f"request body larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
 
 class CountingFiles:
     """Wraps a static-file app and counts the body bytes it sends per path, so the hub
@@ -94,16 +75,9 @@ def make_app(hub_dir: HubDir, extra_routes: list[BaseRoute] | None = None) -> St
 
         return await trio.to_thread.run_sync(run)
 
-    async def parse_json(request: Request) -> Any:
-        body = await read_body(request)
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AgentError(f"request body is not JSON: {exc}") from None
-
     async def enroll(request: Request) -> Response:
         try:
-            enroll_request = parse_model(EnrollRequest, await parse_json(request), "enroll request")
+            enroll_request = await read_json_model(request, EnrollRequest, "enroll request")
             status = await in_database(lambda db: enroll_device(db, enroll_request))
         except BodyTooLargeError as exc:
             return _error(413, str(exc))

@@ -8,13 +8,11 @@ move a server into a group without windows and reboot it in business hours.
 
 from __future__ import annotations
 
-import json
-
 from pydantic import Field
 
 from agent.errors import PolicyError
 from agent.wire.canonical import canonical_json
-from agent.wire.validation import NAME_PATTERN, StrictModel, parse_model
+from agent.wire.validation import NAME_PATTERN, StrictModel, parse_json_model
 
 
 def assignment_target_path(device_id: str) -> str:
@@ -30,8 +28,4 @@ class GroupAssignment(StrictModel):
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> GroupAssignment:
-        try:
-            decoded = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PolicyError(f"{source}: not JSON: {exc}") from None
-        return parse_model(cls, decoded, source, PolicyError)
+        return parse_json_model(cls, data, source, PolicyError)

@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field
 
 from agent.errors import SignatureError, WireFormatError
 from agent.wire.canonical import canonical_json
+from agent.wire.device_signature import sign_detached, verify_detached
 from agent.wire.validation import NAME_PATTERN, StrictModel
 
 TOKEN_PATTERN = re.compile(r"^mst1\.([A-Za-z0-9_-]{32,86})\.([0-9a-f]{64})$")
@@ -57,7 +58,7 @@ class EnrollRequest(StrictModel):
         return canonical_json(self.model_dump(mode="json", exclude={"proof"}))
 
     def signed_with(self, key: Ed25519PrivateKey) -> EnrollRequest:
-        proof = base64.b64encode(key.sign(self._signed_bytes())).decode("ascii")
+        proof = sign_detached(key, self._signed_bytes())
         return self.model_copy(update={"proof": proof})
 
     def public_key_raw(self) -> bytes:
@@ -75,9 +76,7 @@ class EnrollRequest(StrictModel):
         if device_id_for(raw) != self.device_id:
             raise SignatureError(f"enroll request: device_id {self.device_id} does not match key")
         try:
-            Ed25519PublicKey.from_public_bytes(raw).verify(
-                base64.b64decode(self.proof, validate=True), self._signed_bytes()
-            )
+            verify_detached(raw, self.proof, self._signed_bytes())
         except (InvalidSignature, ValueError):
             raise SignatureError(
                 f"enroll request for {self.device_id}: proof of key possession does not verify"

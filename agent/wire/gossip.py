@@ -17,15 +17,15 @@ metadata or targets, which the asking agent verifies with TUF like anything else
 
 from __future__ import annotations
 
-import base64
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field
 
 from agent.errors import SignatureError
 from agent.wire.canonical import canonical_json
+from agent.wire.device_signature import sign_detached, verify_detached
 from agent.wire.result import SignedResult
 from agent.wire.validation import NAME_PATTERN, StrictModel
 
@@ -58,15 +58,16 @@ class GossipRecord(StrictModel):
         cls, origin: str, version: int, kind: RecordKind, key: str, body: str,
         private_key: Ed25519PrivateKey,
     ) -> GossipRecord:
-        signature = private_key.sign(cls._envelope(origin, version, kind, key, body))
+        signature = sign_detached(private_key, cls._envelope(origin, version, kind, key, body))
         return cls(origin=origin, version=version, kind=kind, key=key, body=body,
-                   signature=base64.b64encode(signature).decode("ascii"))
+                   signature=signature)
 
     def verify(self, public_key_raw: bytes) -> None:
         """Raise SignatureError unless the origin's key signed this envelope."""
         try:
-            Ed25519PublicKey.from_public_bytes(public_key_raw).verify(
-                base64.b64decode(self.signature, validate=True),
+            verify_detached(
+                public_key_raw,
+                self.signature,
                 self._envelope(self.origin, self.version, self.kind, self.key, self.body),
             )
         except (InvalidSignature, ValueError):

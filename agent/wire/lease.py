@@ -8,17 +8,16 @@ label value). The signature stops one device from taking or dropping another's l
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field
 
 from agent.errors import SignatureError, WireFormatError
 from agent.wire.canonical import canonical_json
-from agent.wire.validation import NAME_PATTERN, StrictModel, parse_model
+from agent.wire.device_signature import sign_detached, verify_detached
+from agent.wire.validation import NAME_PATTERN, StrictModel, parse_json_model
 
 MAX_LEASE_REQUEST_BYTES = 8 * 1024
 
@@ -40,14 +39,18 @@ class SignedLeaseRequest(StrictModel):
 
     @classmethod
     def sign(cls, request: LeaseRequest, key: Ed25519PrivateKey) -> SignedLeaseRequest:
-        signature = key.sign(canonical_json(request.model_dump(mode="json")))
-        return cls(request=request, signature=base64.b64encode(signature).decode("ascii"))
+        return cls(
+            request=request,
+            signature=sign_detached(key, canonical_json(request.model_dump(mode="json"))),
+        )
 
     def verify(self, public_key_raw: bytes) -> None:
         try:
-            public_key = Ed25519PublicKey.from_public_bytes(public_key_raw)
-            signature = base64.b64decode(self.signature, validate=True)
-            public_key.verify(signature, canonical_json(self.request.model_dump(mode="json")))
+            verify_detached(
+                public_key_raw,
+                self.signature,
+                canonical_json(self.request.model_dump(mode="json")),
+            )
         except (InvalidSignature, ValueError) as exc:
             raise SignatureError(
                 f"lease request from device {self.request.device_id}: signature does not "
@@ -61,11 +64,7 @@ class SignedLeaseRequest(StrictModel):
     def from_bytes(cls, data: bytes, source: str) -> SignedLeaseRequest:
         if len(data) > MAX_LEASE_REQUEST_BYTES:
             raise WireFormatError(f"{source}: larger than {MAX_LEASE_REQUEST_BYTES} bytes")
-        try:
-            decoded = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise WireFormatError(f"{source}: not JSON: {exc}") from None
-        return parse_model(cls, decoded, source)
+        return parse_json_model(cls, data, source)
 
 
 class LeaseAnswer(StrictModel):

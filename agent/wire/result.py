@@ -6,17 +6,16 @@ gossiping it later) can verify it and nobody can alter or forge one.
 
 from __future__ import annotations
 
-import base64
-import json
 from enum import StrEnum
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field
 
 from agent.errors import SignatureError, WireFormatError
 from agent.wire.canonical import canonical_json
-from agent.wire.validation import StrictModel, parse_model
+from agent.wire.device_signature import sign_detached, verify_detached
+from agent.wire.validation import StrictModel, parse_json_model
 
 MAX_RECORD_BYTES = 64 * 1024
 
@@ -52,15 +51,19 @@ class SignedResult(StrictModel):
 
     @classmethod
     def sign(cls, record: ResultRecord, key: Ed25519PrivateKey) -> SignedResult:
-        signature = key.sign(canonical_json(record.model_dump(mode="json")))
-        return cls(record=record, signature=base64.b64encode(signature).decode("ascii"))
+        return cls(
+            record=record,
+            signature=sign_detached(key, canonical_json(record.model_dump(mode="json"))),
+        )
 
     def verify(self, public_key_raw: bytes) -> None:
         """Raise SignatureError unless the record was signed by this device key."""
         try:
-            public_key = Ed25519PublicKey.from_public_bytes(public_key_raw)
-            signature = base64.b64decode(self.signature, validate=True)
-            public_key.verify(signature, canonical_json(self.record.model_dump(mode="json")))
+            verify_detached(
+                public_key_raw,
+                self.signature,
+                canonical_json(self.record.model_dump(mode="json")),
+            )
         except (InvalidSignature, ValueError) as exc:
             raise SignatureError(
                 f"result {self.record.record_id} from device {self.record.device_id}: "
@@ -74,8 +77,4 @@ class SignedResult(StrictModel):
     def from_bytes(cls, data: bytes, source: str) -> SignedResult:
         if len(data) > MAX_RECORD_BYTES:
             raise WireFormatError(f"{source}: result record larger than {MAX_RECORD_BYTES} bytes")
-        try:
-            decoded = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise WireFormatError(f"{source}: not JSON: {exc}") from None
-        return parse_model(cls, decoded, source)
+        return parse_json_model(cls, data, source)

@@ -13,7 +13,6 @@ written before stages existed carry only `stage_percent`: they read as a single 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from enum import StrEnum
@@ -21,9 +20,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from agent.errors import WireFormatError
 from agent.wire.canonical import canonical_json
-from agent.wire.validation import NAME_PATTERN, StrictModel, parse_model
+from agent.wire.validation import NAME_PATTERN, StrictModel, parse_json_model
 
 DEVICE_ID_PATTERN = r"^[0-9a-z-]{4,64}$"
 MAX_STAGES = 20
@@ -105,11 +103,7 @@ class GroupRollouts(StrictModel):
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> GroupRollouts:
-        try:
-            decoded = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise WireFormatError(f"{source}: not JSON: {exc}") from None
-        return parse_model(cls, decoded, source)
+        return parse_json_model(cls, data, source)
 
 
 def rollout_target_path(group: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -40,3 +41,18 @@ def parse_model(
         return model.model_validate(data)
     except ValidationError as exc:
         raise error_type(describe_validation_error(exc, source)) from None
+
+
+def parse_json_model(
+    model: type[ModelT],
+    data: bytes,
+    source: str,
+    error_type: type[Exception] = WireFormatError,
+) -> ModelT:
+    """Decode JSON bytes and validate them as `model`; any failure is one `error_type`
+    naming `source`."""
+    try:
+        decoded = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error_type(f"{source}: not JSON: {exc}") from None
+    return parse_model(model, decoded, source, error_type)
