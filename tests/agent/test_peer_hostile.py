@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.test_peer_limits import start_peer
 from tests.agent.test_peer_swarm import (
     REPO,
     MiB,
@@ -19,6 +18,7 @@ from tests.agent.test_peer_swarm import (
     free_port,
     make_payload,
     processes,
+    start_agent,
     start_hub,
     wait_for_hub,
     wait_for_results,
@@ -50,10 +50,10 @@ async def test_corrupt_peer_is_caught_banned_and_the_others_still_complete(tmp_p
         procs.procs.append(hostile)
         # The honest seeder: already has the payload, uploads at 1 MiB/s.
         await wait_for_results(
-            [start_peer(procs, 1, tmp_path, torrent, hub, upload=1 * MiB)], deadline=20
+            [start_agent(procs, 1, tmp_path, torrent, hub, upload=1 * MiB)], deadline=20
         )
         results = await wait_for_results(
-            [start_peer(procs, n, tmp_path, torrent, hub) for n in (2, 3)], deadline=60
+            [start_agent(procs, n, tmp_path, torrent, hub) for n in (2, 3)], deadline=60
         )
     for result in results:
         assert_identical(result, payload)

@@ -4,43 +4,20 @@ The hub's own upload limit is pinned in test_peer_swarm.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.agent.test_peer_swarm import (
     MiB,
-    Processes,
     assert_identical,
-    free_port,
     make_payload,
     processes,
+    start_agent,
     start_hub,
     wait_for_hub,
     wait_for_results,
 )
 
 pytestmark = pytest.mark.slow
-
-
-def start_peer(
-    procs: Processes, n: int, tmp_path: Path, torrent: Path, hub: str, **limits: int
-) -> Path:
-    """Agent n on 127.0.0.<n+1>, no web seed; returns where its result will be written."""
-    ip = f"127.0.0.{n + 1}"
-    result = tmp_path / f"agent{n}.json"
-    procs.start(
-        f"agent{n}", "agent",
-        "--listen", f"{ip}:{free_port(ip)}",
-        "--torrent", str(torrent),
-        "--save-dir", str(tmp_path / f"agent{n}"),
-        "--tracker", f"{hub}/announce",
-        "--timeout", "60",
-        "--upload-limit", str(limits.get("upload", 0)),
-        "--download-limit", str(limits.get("download", 0)),
-        "--result", str(result),
-    )
-    return result
 
 
 async def test_agent_download_limit_binds_a_loopback_peer(tmp_path):
@@ -50,7 +27,7 @@ async def test_agent_download_limit_binds_a_loopback_peer(tmp_path):
         hub = start_hub(procs, payload, torrent)  # the hub seeds unlimited
         await wait_for_hub(hub)
         [result] = await wait_for_results(
-            [start_peer(procs, 1, tmp_path, torrent, hub, download=limit)], deadline=40
+            [start_agent(procs, 1, tmp_path, torrent, hub, download=limit)], deadline=40
         )
     assert_identical(result, payload)
     rate = size / result["seconds"]
@@ -69,11 +46,11 @@ async def test_agent_upload_limit_binds_a_loopback_peer(tmp_path):
         await wait_for_hub(hub)
         # Agent 1 already has the payload: it only seeds, at its upload limit.
         [seeded] = await wait_for_results(
-            [start_peer(procs, 1, tmp_path, torrent, hub, upload=limit)], deadline=20
+            [start_agent(procs, 1, tmp_path, torrent, hub, upload=limit)], deadline=20
         )
         assert seeded["total_downloaded"] == 0
         [result] = await wait_for_results(
-            [start_peer(procs, 2, tmp_path, torrent, hub)], deadline=40
+            [start_agent(procs, 2, tmp_path, torrent, hub)], deadline=40
         )
     assert_identical(result, payload)
     rate = size / result["seconds"]

@@ -118,20 +118,25 @@ def start_hub(
 
 def start_agent(
     procs: Processes, n: int, tmp_path: Path, torrent: Path, hub: str,
-    web_seed_after: float, timeout: float = 60.0,
+    web_seed_after: float | None = None, timeout: float = 60.0,
+    upload: int = 0, download: int = 0,
 ) -> Path:
-    """Start agent n on 127.0.0.<n+1>; returns the path its result will be written to."""
+    """Start agent n on 127.0.0.<n+1> (web seed only if `web_seed_after` is given, rate
+    limits in bytes/s); returns the path its result will be written to."""
     ip = f"127.0.0.{n + 1}"
     result = tmp_path / f"agent{n}.json"
+    web_seed = [] if web_seed_after is None else [
+        "--web-seed", f"{hub}/payloads/payload.bin", "--web-seed-after", str(web_seed_after)]
     procs.start(
         f"agent{n}", "agent",
         "--listen", f"{ip}:{free_port(ip)}",
         "--torrent", str(torrent),
         "--save-dir", str(tmp_path / f"agent{n}"),
         "--tracker", f"{hub}/announce",
-        "--web-seed", f"{hub}/payloads/payload.bin",
-        "--web-seed-after", str(web_seed_after),
+        *web_seed,
         "--timeout", str(timeout),
+        "--upload-limit", str(upload),
+        "--download-limit", str(download),
         "--result", str(result),
     )
     return result
