@@ -35,6 +35,10 @@ class TargetNotFoundError(MetadataError):
     """The signed metadata lists no such target."""
 
 
+class TargetTooLargeError(MetadataError):
+    """A target's signed length is above the cap for its kind; it was not downloaded."""
+
+
 class DownloadError(AgentError):
     """A payload could not be fetched (no peers, no web seed, timeout)."""
 

@@ -33,6 +33,7 @@ from tuf.ngclient import FetcherInterface, Updater, Urllib3Fetcher
 from urllib3.exceptions import NewConnectionError
 
 from agent.errors import MetadataError, PayloadVerificationError, TargetNotFoundError
+from agent.target_size_caps import check_target_size
 from agent.wire.rollout import rollout_target_path
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ class MetadataClient:
         return None if target is None else self._download(target)
 
     def download_small_target(self, path: str) -> bytes:
-        """Download and verify a small target (e.g. a .torrent) through TUF, into memory."""
+        """Download and verify a small target (e.g. a .torrent) through TUF, into memory,
+        if its signed length fits the cap of its kind (agent/target_size_caps.py)."""
         target = self._targetinfo(path)
         if target is None:
             raise TargetNotFoundError(f"the signed metadata lists no target {path}")
@@ -185,6 +187,7 @@ class MetadataClient:
             return updater.get_targetinfo(path)
 
     def _download(self, target: TargetFile) -> bytes:
+        check_target_size(target.path, target.length)  # before a byte is fetched
         updater = self._current_updater()
         with self._translated(f"downloading target {target.path}"):
             cached = updater.find_cached_target(target)
