@@ -23,6 +23,7 @@ from agent.errors import AgentError, MetadataError, TargetNotFoundError, WireFor
 from agent.gossip import SiteGossip, refresh_metadata
 from agent.hub_client import DeliveryError, HubClient, RecordRefusedError
 from agent.install_prefix import InstallPrefix
+from agent.instance_lock import hold_directory
 from agent.journal import Journal, utc_now
 from agent.lease_client import LeaseClient
 from agent.lifecycle import State
@@ -99,6 +100,11 @@ class AgentDaemon:
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        # Before anything is counted or cleaned up: a second daemon here must not start.
+        with hold_directory(self.state.root, "meisitong-agent run"):
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         self.journal.set_status("daemon", f"running, pid {os.getpid()}, since {utc_now()}")
         prepare_start(self.ctx)  # boot counter, leftovers of deployments cut short
         log.info("agent %s (group %s, site %s) using hub %s", self.identity.device_id,

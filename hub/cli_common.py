@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from agent.errors import AgentError
 from hub.database import HubDatabase
@@ -42,7 +43,8 @@ def friendly_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except (HubError, AgentError) as exc:
-            errors.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            # The message is data (paths, names, reasons), never console markup.
+            errors.print(Text.assemble(("error:", "red"), " ", str(exc)), soft_wrap=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

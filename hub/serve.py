@@ -18,6 +18,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from agent.instance_lock import hold_directory
+from agent.listen_address import bound_tcp_socket
 from hub.config import HubConfig
 from hub.database import HubDatabase
 from hub.hub_dir import HubDir
@@ -60,8 +62,15 @@ class HubServer:
         self.rollout_rules = RolloutRuleRunner(hub_dir)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        # A second `serve` here would re-sign the timestamp and run rollouts twice.
+        with hold_directory(self.hub_dir.root, "meisitong-hub serve"):
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         http_config = HypercornConfig()
-        http_config.bind = [self.config.server.listen]
+        # Bound here so a taken port is refused naming it; Hypercorn takes the socket over.
+        listener = bound_tcp_socket(self.config.server.listen, "[server] listen in hub.toml")
+        http_config.bind = [f"fd://{listener.detach()}"]
         http_config.accesslog = None
         http_config.errorlog = logging.getLogger("hub.http")  # type: ignore[assignment]
         try:

@@ -31,6 +31,7 @@ from agent.gossip.relay_files import TrustedFiles
 from agent.gossip.site_members import SiteMembers
 from agent.gossip.store import GossipStore
 from agent.gossip.tls import DeviceCertificate, DeviceCertificates, peer_certificate
+from agent.listen_address import naming_listen_address
 from agent.wire.gossip import (
     MAX_RECORDS_PER_MESSAGE,
     DeltaMessage,
@@ -110,7 +111,8 @@ class GossipNode:
         *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Accept peers until cancelled; `task_status` gets the bound IP:PORT."""
-        listeners = await trio.open_tcp_listeners(port, host=host or None)
+        with naming_listen_address(f"{host}:{port}", "[gossip] listen in agent.toml"):
+            listeners = await trio.open_tcp_listeners(port, host=host or None)
         bound_host, bound_port = listeners[0].socket.getsockname()[:2]
         self.members.own_address = f"{host or bound_host}:{bound_port}"
         async with trio.open_nursery() as nursery:
