@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from hub.cli_common import (
     console,
@@ -52,8 +53,10 @@ def init(hub_dir: str | None, offline_keys: Path | None, listen: str, public_url
         emit_json(created)
         return
     console.print(f"hub directory      {created['dir']}")
-    console.print(f"offline keys       {created['offline_keys']}  [yellow](move these off the "
-                  "server; `publish` needs the release key)[/yellow]")
+    console.print(Text.assemble(
+        f"offline keys       {created['offline_keys']}  ",
+        ("(move these off the server; `publish` needs the release key)", "yellow"),
+    ))
     console.print(f"root sha256        {created['root_sha256']}")
     console.print(f"enrollment token   {created['token']}")
 

@@ -19,8 +19,11 @@ from hub.errors import HubError
 from hub.hub_dir import HubDir, resolve_hub_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
-console = Console()
-errors = Console(stderr=True)
+# Everything printed is data (names, reasons, paths from admins and devices): never read
+# as console markup ("[/opt/x] fails" crashed `rollout status` for good), and never
+# wrapped mid-token (an enrollment token must copy as one line at any terminal width).
+console = Console(markup=False, soft_wrap=True)
+errors = Console(stderr=True, markup=False, soft_wrap=True)
 
 
 def hub_dir_option(command: F) -> F:
@@ -44,7 +47,7 @@ def friendly_errors(command: F) -> F:
             return command(*args, **kwargs)
         except (HubError, AgentError) as exc:
             # The message is data (paths, names, reasons), never console markup.
-            errors.print(Text.assemble(("error:", "red"), " ", str(exc)), soft_wrap=True)
+            errors.print(Text.assemble(("error:", "red"), " ", str(exc)))
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

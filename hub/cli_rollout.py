@@ -7,6 +7,7 @@ import getpass
 from typing import Any
 
 import click
+from rich.text import Text
 
 from hub.cli_common import (
     console,
@@ -137,10 +138,12 @@ def rollout_status_command(hub_dir: str | None, release: str | None, group: str 
     if not rows:
         console.print("no rollouts")
     for row in rows:
-        console.print(f"[bold]{row['release']}[/bold] → {row['group']}: {row['state']}"
-                      f"{' (aborted)' if row['aborted'] else ''}, stage "
-                      f"{row['current_stage'] + 1}/{len(row['stages'])} at "
-                      f"{row['stage_percent']}% since {row['stage_started_at']}")
+        console.print(Text.assemble(
+            (row["release"], "bold"),
+            f" → {row['group']}: {row['state']}{' (aborted)' if row['aborted'] else ''}, stage "
+            f"{row['current_stage'] + 1}/{len(row['stages'])} at "
+            f"{row['stage_percent']}% since {row['stage_started_at']}",
+        ))
         for stage in row["stages"]:
             marker = "▶" if stage["current"] else " "
             console.print(f"  {marker} {stage['percent']:>3}%  {stage['members']:>5} devices  "

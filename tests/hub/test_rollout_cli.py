@@ -312,3 +312,16 @@ def test_nothing_is_half_applied_when_the_rollout_key_cannot_sign(hub):
     result = run(hub, "rollout", "start", "tool", "--group", "lab")
     assert result.exit_code == 1
     assert published_state(hub) == before
+
+
+def test_reasons_that_look_like_console_markup_are_printed_as_text(hub):
+    enroll(hub, "lab-1", "lab")
+    ok(hub, "rollout", "start", "tool", "--group", "lab")
+    reason = "[/opt/x] fails [bold]"
+    aborted = run(hub, "rollout", "abort", "tool", "--group", "lab", "--reason", reason)
+    assert aborted.exit_code == 0, aborted.output
+    status = run(hub, "rollout", "status")
+    assert status.exit_code == 0, status.output
+    audit = run(hub, "audit")
+    assert audit.exit_code == 0, audit.output
+    assert reason in audit.output
