@@ -38,6 +38,7 @@ def friendly_errors(command: F) -> F:
 
 
 @click.group()
+@click.version_option(package_name="meisitong", prog_name="meisitong-agent")
 @click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
 def main(verbose: int) -> None:
     """Meisitong endpoint agent."""

@@ -24,6 +24,7 @@ from hub.hub_dir import HubDir, resolve_hub_dir
 
 
 @click.group()
+@click.version_option(package_name="meisitong", prog_name="meisitong-hub")
 @click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
 def main(verbose: int) -> None:
     """Meisitong hub: publish signed releases, roll them out, watch the fleet."""

@@ -107,3 +107,14 @@ def test_rollout_to_invalid_group_name_is_refused(hub_dir):
 def test_commands_on_a_missing_hub_say_how_to_create_it(tmp_path):
     result = run("status", "--dir", str(tmp_path / "nope"))
     assert result.exit_code == 1 and "meisitong-hub init" in result.output
+
+
+def test_both_commands_say_their_version():
+    from importlib.metadata import version
+
+    from agent.cli import main as agent_main
+
+    for command, name in ((main, "meisitong-hub"), (agent_main, "meisitong-agent")):
+        shown = CliRunner().invoke(command, ["--version"])
+        assert shown.exit_code == 0
+        assert shown.output.strip() == f"{name}, version {version('meisitong')}"
