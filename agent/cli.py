@@ -130,7 +130,7 @@ def status(config_file: Path, as_json: bool) -> None:
         return
     click.echo(f"device {report['device_id']}  group {report['group']}  site {report['site']}")
     click.echo(f"hub    {report['hub_url']}")
-    for key in ("daemon", "activity", "metadata", "last_error", "alert"):
+    for key in ("daemon", "activity", "metadata", "hold", "last_error", "alert"):
         if report["status"].get(key):
             click.echo(f"{key:<8} {report['status'][key]}")
     click.echo(f"results delivered {delivered}, waiting {waiting}")

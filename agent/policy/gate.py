@@ -8,7 +8,9 @@ earliest planned time (`seconds_until_next`), so other releases — a critical f
 deadline passed — are not stuck behind one waiting for the weekend. A reboot, by
 contrast, is waited for in place: the device is mid-change.
 
-No lease, no install: a refused lease and an unreachable hub both mean wait.
+No lease, no install: a refused lease and an unreachable hub both mean wait. No
+install and no new deployment either while the policy source holds (a listed policy or
+assignment cannot be fetched or verified: agent/policy/hold.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from agent.policy.evaluator import (
     plan_install,
     plan_reboot,
 )
+from agent.policy.hold import PolicyHold
 from agent.policy.model import NO_POLICY, Policy
 from agent.policy.source import PolicyUpdate
 from agent.wire.release import ReleaseInfo
@@ -72,6 +75,7 @@ class PolicyGate:
         self.lease_retry = timedelta(seconds=lease_retry_seconds)
         self.group = ""
         self.policy: Policy = NO_POLICY
+        self.hold: PolicyHold | None = None
         self._digest: str | None = None
         self._plans: dict[str, dict[str, Any]] = {}
         self._replan = False
@@ -84,6 +88,8 @@ class PolicyGate:
         """Put `update` in force; True (and re-plan at once) if the policy changed."""
         note = update.note + (f"; REFUSED newer policy: {update.error}" if update.error else "")
         self.journal.set_status("policy", note)
+        self.journal.set_status("hold", update.hold.describe() if update.hold else "")
+        self.hold = update.hold
         changed = (update.group, update.digest) != (self.group, self._digest)
         first = self._digest is None
         self.group, self.policy, self._digest = update.group, update.policy, update.digest
@@ -99,6 +105,9 @@ class PolicyGate:
     def admit(self, release: str, info: ReleaseInfo) -> bool:
         """May a new deployment of `release` start (download) now? Not while it is
         blocklisted, paused or deferred; the plan is journaled either way."""
+        if self.hold is not None:
+            self._record(release, "admission", self._held_text(self.hold), None)
+            return False
         now = self.clock.now()
         facts = ReleaseFacts.from_info(release, info)
         plan = plan_install(self.policy, facts, self.device, now)
@@ -113,6 +122,11 @@ class PolicyGate:
     # -- the DeploymentGate protocol ---------------------------------------------------
 
     async def wait_for_install(self, release: str, info: ReleaseInfo) -> None:
+        if self.hold is not None:
+            text = self._held_text(self.hold)
+            self._record(release, "install", text, None)
+            await self._give_back(release)
+            raise NotEligibleYet(release, text, None)
         now = self.clock.now()
         plan = plan_install(self.policy, ReleaseFacts.from_info(release, info), self.device, now)
         if plan.verdict is not Verdict.NOW:
@@ -198,6 +212,10 @@ class PolicyGate:
                     self._journal_leases()
 
     # -- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _held_text(hold: PolicyHold) -> str:
+        return f"held: {hold.file} cannot be used ({hold.why})"
 
     def _scope(self) -> str:
         disruption = self.policy.disruption

@@ -1,11 +1,17 @@
 """Where this device learns its group and its group's policy: verified TUF targets.
 
-- group: the admin's signed assignment (`assignments/DEVICE_ID.json`) if there is one,
-  else `[agent] group` of agent.toml;
+- group: the admin's signed assignment (`assignments/DEVICE_ID.json`) if the signed
+  metadata lists one, else `[agent] group` of agent.toml;
 - policy: target `policies/GROUP.toml`, signed by the offline release key. No target
-  means no policy (any time). A policy that fails validation is not used: the last good
-  one for the group stays in force (kept in STATE_DIR/policy/ across restarts), and if
-  there never was one, the group is held as paused rather than left unrestricted.
+  means no policy (any time).
+- A listed assignment or policy that cannot be fetched or does not verify (the hub
+  answers 404, serves a tampered copy, is unreachable for that file), or an assignment
+  that does not validate, puts the device on hold (agent/policy/hold.py): it keeps the
+  group it had, starts nothing new, and says why. It never falls back to agent.toml's
+  group or an older policy for that.
+- A policy that verifies but fails validation is not used: the last good one for the
+  group stays in force (kept in STATE_DIR/policy/ across restarts), and if there never
+  was one, the group is held as paused rather than left unrestricted.
 
 Sync (it uses the MetadataClient): call it through `trio.to_thread.run_sync`.
 """
@@ -16,12 +22,14 @@ import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.atomic_file import write_atomic
 from agent.errors import MetadataError, PolicyError, TargetNotFoundError
 from agent.metadata_client import MetadataClient
 from agent.policy.assignment import GroupAssignment, assignment_target_path
+from agent.policy.hold import PolicyHold, clear_hold, read_hold, write_hold
 from agent.policy.model import NO_POLICY, Policy, policy_target_path
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,15 @@ class PolicyUpdate:
     note: str
     """What is in force and why, for `meisitong-agent status`."""
     error: str = ""
+    hold: PolicyHold | None = None
+    """Set while a listed policy or assignment cannot be fetched or verified: nothing
+    new may start (the gate refuses admission and installs)."""
+
+
+class _Hold(Exception):
+    def __init__(self, file: str, why: str) -> None:
+        super().__init__(f"{file}: {why}")
+        self.file, self.why = file, why
 
 
 class PolicySource:
@@ -49,26 +66,37 @@ class PolicySource:
         self.device_id = device_id
         self.configured_group = configured_group
 
+    @property
+    def hold_file(self) -> Path:
+        return self.cache_dir / "hold"
+
     def cached(self) -> PolicyUpdate:
-        """What was in force when the daemon last ran (no network)."""
-        group = self.configured_group
-        with contextlib.suppress(OSError):
-            group = (self.cache_dir / "group").read_text().strip() or group
-        return self._last_good(group, "")
+        """What was in force when the daemon last ran (no network), hold included."""
+        group = self._group_in_force()
+        update = self._last_good(group, "")
+        hold = read_hold(self.hold_file)
+        return update if hold is None else self._held(update, hold)
 
     def refresh(self) -> PolicyUpdate:
         """Read the assignment and policy from the last refreshed metadata."""
-        group, how = self._group()
-        write_atomic(self.cache_dir / "group", group.encode(), mode=0o600)
+        try:
+            group, how = self._group()
+        except _Hold as held:
+            return self._hold(self._group_in_force(), held)
         path = policy_target_path(group)
         try:
             data = self.metadata.download_small_target(path)
         except TargetNotFoundError:
+            self._commit_group(group)
             (self.cache_dir / f"{group}.toml").unlink(missing_ok=True)
             return PolicyUpdate(group, NO_POLICY, "", f"group {group} ({how}): no policy "
                                 "published, any time")
         except MetadataError as exc:
-            return self._last_good(group, f"cannot fetch {path}: {exc}")
+            # The assignment (if any) verified, so the group it names is the admin's.
+            self._commit_group(group)
+            return self._hold(group, _Hold(path, f"listed in the signed metadata but cannot "
+                                           f"be fetched or verified: {exc}"))
+        self._commit_group(group)
         try:
             policy = Policy.from_toml(data, path)
         except PolicyError as exc:
@@ -80,23 +108,51 @@ class PolicySource:
                             f"group {group} ({how}): policy {path} sha256 {digest[:12]}")
 
     def _group(self) -> tuple[str, str]:
+        """The group and how it was decided; raises _Hold if a listed assignment
+        cannot be fetched, verified or read."""
         path = assignment_target_path(self.device_id)
         try:
             data = self.metadata.download_small_target(path)
         except TargetNotFoundError:
             return self.configured_group, "from agent.toml"
         except MetadataError as exc:
-            log.warning("cannot read the group assignment, using agent.toml's: %s", exc)
-            return self.configured_group, "from agent.toml"
+            raise _Hold(path, "listed in the signed metadata but cannot be fetched or "
+                        f"verified: {exc}") from None
         try:
             assignment = GroupAssignment.from_bytes(data, path)
         except PolicyError as exc:
-            log.error("group assignment refused: %s", exc)
-            return self.configured_group, "from agent.toml"
+            raise _Hold(path, f"signed but invalid: {exc}") from None
         if assignment.device_id != self.device_id:
-            log.error("%s names device %s; ignored", path, assignment.device_id)
-            return self.configured_group, "from agent.toml"
+            raise _Hold(path, f"signed for device {assignment.device_id}, not this one")
         return assignment.group, "assigned by the admin"
+
+    def _group_in_force(self) -> str:
+        group = self.configured_group
+        with contextlib.suppress(OSError):
+            group = (self.cache_dir / "group").read_text().strip() or group
+        return group
+
+    def _commit_group(self, group: str) -> None:
+        """The group is known from verified metadata: record it, and end any hold (the
+        caller decides whether a new one begins)."""
+        write_atomic(self.cache_dir / "group", group.encode(), mode=0o600)
+        clear_hold(self.hold_file)
+
+    def _hold(self, group: str, held: _Hold) -> PolicyUpdate:
+        """Journal the hold, then return it for the gate to put in force."""
+        log.error("holding: %s", held)
+        previous = read_hold(self.hold_file)
+        since = (previous.since if previous is not None and previous.file == held.file
+                 and previous.since else datetime.now(UTC).isoformat(timespec="seconds"))
+        hold = PolicyHold(held.file, held.why, since)
+        write_hold(self.hold_file, hold)
+        return self._held(self._last_good(group, ""), hold)
+
+    @staticmethod
+    def _held(update: PolicyUpdate, hold: PolicyHold) -> PolicyUpdate:
+        return PolicyUpdate(update.group, update.policy, f"hold:{update.digest}",
+                            f"group {update.group} kept, HOLDING ({update.note})",
+                            update.error, hold)
 
     def _last_good(self, group: str, error: str) -> PolicyUpdate:
         path = self.cache_dir / f"{group}.toml"
