@@ -7,13 +7,13 @@ configuration it started with.
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from agent.errors import ConfigError
+from agent.wire.decoding import decode_toml
 from agent.wire.validation import NAME_PATTERN, StrictModel, parse_model
 
 DEFAULT_CONFIG_FILE = Path("/etc/meisitong/agent.toml")
@@ -121,8 +121,5 @@ class AgentConfig(StrictModel):
             ) from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = decode_toml(text, str(path), ConfigError)
         return parse_model(cls, data, str(path), ConfigError)

@@ -75,6 +75,11 @@ class GossipError(AgentError):
     """A site peer, its certificate or a record it sent was refused (not our failure)."""
 
 
+class CertificateRefusedError(GossipError):
+    """A device certificate does not chain to the hub's CA, is not valid now, or does not
+    fit the record it came with. A relay is not to blame for its origin's certificate."""
+
+
 class DiskSpaceError(AgentError):
     """Not enough free space to snapshot and install; checked before anything changes."""
 

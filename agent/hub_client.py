@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from agent.errors import AgentError, EnrollmentError
+from agent.errors import AgentError, EnrollmentError, WireFormatError
+from agent.wire.decoding import decode_json
 from agent.wire.enrollment import EnrollRequest, EnrollResponse
 from agent.wire.validation import parse_model
 
@@ -50,7 +51,8 @@ class HubClient:
                 f"hub {self.hub_url} refused enrollment (HTTP {response.status_code}): "
                 f"{_error_text(response)}"
             )
-        return parse_model(EnrollResponse, response.json(), "enroll response", EnrollmentError)
+        answer = decode_json(response.content, "enroll response", EnrollmentError)
+        return parse_model(EnrollResponse, answer, "enroll response", EnrollmentError)
 
     async def post_result(self, body: bytes) -> bool:
         """True if the hub stored it now, False if it had it already."""
@@ -70,6 +72,7 @@ class HubClient:
 
 def _error_text(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("error", response.text))
-    except ValueError:
+        answer = decode_json(response.content, "hub answer")
+    except WireFormatError:
         return response.text[:200]
+    return str(answer.get("error", ""))[:500] if isinstance(answer, dict) else response.text[:200]

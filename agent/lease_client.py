@@ -14,6 +14,7 @@ import httpx
 
 from agent.device_identity import DeviceIdentity
 from agent.errors import AgentError, WireFormatError
+from agent.wire.decoding import decode_json
 from agent.wire.lease import LeaseAnswer, LeaseRequest, SignedLeaseRequest
 from agent.wire.validation import parse_model
 
@@ -67,6 +68,7 @@ class LeaseClient:
                 f"{response.text[:200]}"
             )
         try:
-            return parse_model(LeaseAnswer, response.json(), "lease answer")
+            return parse_model(LeaseAnswer, decode_json(response.content, "lease answer"),
+                               "lease answer")
         except (ValueError, WireFormatError) as exc:
             raise LeaseUnavailableError(f"hub sent a malformed lease answer: {exc}") from None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
 from agent.config import _host_port
+from agent.wire.decoding import decode_toml
 from agent.wire.validation import StrictModel, parse_model
 from hub.errors import HubConfigError
 
@@ -61,9 +61,7 @@ class HubConfig(StrictModel):
         if not path.exists():
             return cls()
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise HubConfigError(f"{path}: not valid TOML: {exc}") from None
+            data = decode_toml(path.read_text(encoding="utf-8"), str(path), HubConfigError)
         except OSError as exc:
             raise HubConfigError(f"{path}: cannot read: {exc.strerror}") from None
         return parse_model(cls, data, str(path), HubConfigError)

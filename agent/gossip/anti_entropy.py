@@ -7,19 +7,26 @@ key must have signed the envelope, and a result must carry a device signature of
 same origin over a record with that same id. The first record of an origin that fails
 ends that origin's part of the message: taking later versions would advance the
 digest past the hole and we would never ask anyone for the real record.
+
+Who is to blame: a forged envelope or result is the sender's fault (an honest relay
+checked it before storing it), but a refused *certificate* of another origin is not: it
+may have expired in transit, or a holder of the device CA minted it to get honest relays
+banned. Those records are dropped (`unverifiable`) without a strike. An origin's stored
+certificate is replaced only by a longer-lived one for the same device, key and site
+(`DeviceCertificates.kept`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from dataclasses import dataclass, field
 
-from agent.errors import AgentError, GossipError
+from agent.errors import AgentError, CertificateRefusedError, GossipError
 from agent.gossip.store import GossipStore
 from agent.gossip.tls import DeviceCertificate, DeviceCertificates
+from agent.wire.decoding import decode_json
 from agent.wire.gossip import INVENTORY_KEY, DeltaMessage, GossipRecord, Inventory
 from agent.wire.result import SignedResult
 from agent.wire.validation import parse_model
@@ -32,7 +39,9 @@ class MergeOutcome:
     accepted: int = 0
     stale: int = 0
     refused: list[str] = field(default_factory=list)
-    """Why each refused record was refused (one line each)."""
+    """Why each refused record was refused (one line each): the sender's fault."""
+    unverifiable: list[str] = field(default_factory=list)
+    """Records dropped for their origin's certificate, not the sender's fault."""
 
 
 def check_record(
@@ -41,7 +50,7 @@ def check_record(
     """Raise an AgentError naming the problem unless `record` is genuine."""
     origin = certificates.verify(certificate_der)
     if origin.device_id != record.origin:
-        raise GossipError(
+        raise CertificateRefusedError(
             f"record {record.origin} v{record.version} came with the certificate of "
             f"{origin.device_id}"
         )
@@ -56,14 +65,13 @@ def check_record(
             )
         signed.verify(origin.public_key_raw)
     else:
-        try:
-            inventory = parse_model(Inventory, json.loads(record.body), source)
-        except json.JSONDecodeError as exc:
-            raise GossipError(f"{source}: inventory is not JSON: {exc}") from None
-        if record.key != INVENTORY_KEY or inventory.site != origin.site:
-            raise GossipError(
-                f"{source}: inventory under key {record.key!r} for site {inventory.site!r}, "
-                f"but the certificate says site {origin.site!r}"
+        inventory = parse_model(Inventory, decode_json(record.body, source), source)
+        if record.key != INVENTORY_KEY:
+            raise GossipError(f"{source}: inventory under key {record.key!r}")
+        if inventory.site != origin.site:
+            raise CertificateRefusedError(
+                f"{source}: inventory for site {inventory.site!r}, but the certificate "
+                f"says site {origin.site!r}"
             )
     return origin
 
@@ -80,17 +88,20 @@ def delta_for(store: GossipStore, their_digest: dict[str, int], limit: int) -> D
 
 
 def merge_delta(
-    store: GossipStore, delta: DeltaMessage, certificates: DeviceCertificates, sender: str
+    store: GossipStore, delta: DeltaMessage, certificates: DeviceCertificates, sender: str,
+    sender_device: str = "",
 ) -> MergeOutcome:
+    """Check and store what `sender` (device `sender_device`, seen in TLS) sent."""
     outcome = MergeOutcome()
     by_origin: dict[str, list[GossipRecord]] = {}
     for record in delta.records:
         by_origin.setdefault(record.origin, []).append(record)
     for origin, records in by_origin.items():
         try:
-            der = base64.b64decode(delta.certificates.get(origin, ""), validate=True)
+            offered = base64.b64decode(delta.certificates.get(origin, ""), validate=True)
         except (binascii.Error, ValueError):
-            der = b""
+            offered = b""
+        der = certificates.kept(store.certificate(origin), offered) if offered else b""
         for index, record in enumerate(sorted(records, key=lambda r: r.version)):
             if record.version <= store.version_of(record.origin, record.key):
                 outcome.stale += 1
@@ -101,7 +112,9 @@ def merge_delta(
                 check_record(record, der, certificates)
             except AgentError as exc:
                 dropped = len(records) - index
-                outcome.refused.append(f"{exc} ({dropped} record(s) of {origin} dropped)")
+                line = f"{exc} ({dropped} record(s) of {origin} dropped)"
+                blameless = isinstance(exc, CertificateRefusedError) and origin != sender_device
+                (outcome.unverifiable if blameless else outcome.refused).append(line)
                 log.warning("gossip from %s: dropped %d record(s) of %s: %s",
                             sender, dropped, origin, exc)
                 break

@@ -7,7 +7,6 @@ buffered, so a peer cannot make us hold more than we allow.
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ import trio
 from pydantic import BaseModel
 
 from agent.errors import GossipError
+from agent.wire.decoding import decode_json
 
 _HEADER = struct.Struct(">I")
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -56,6 +56,11 @@ class CountingStream(trio.abc.Stream):
         await self.inner.aclose()
 
 
+class MalformedFrameError(GossipError):
+    """The peer sent a frame over the limit, or a message that is not a bounded JSON
+    object: a protocol fault, not a network one."""
+
+
 class FramedStream:
     def __init__(self, stream: trio.abc.Stream, peer: str) -> None:
         self.stream = stream
@@ -72,17 +77,14 @@ class FramedStream:
         header = await self._receive_exactly(_HEADER.size)
         (length,) = _HEADER.unpack(header)
         if length > limit:
-            raise GossipError(f"{self.peer}: frame of {length} bytes, limit {limit}")
+            raise MalformedFrameError(f"{self.peer}: frame of {length} bytes, limit {limit}")
         return await self._receive_exactly(length)
 
     async def receive_message(self) -> dict[str, Any]:
         frame = await self.receive_frame()
-        try:
-            message = json.loads(frame)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise GossipError(f"{self.peer}: message is not JSON: {exc}") from None
+        message = decode_json(frame, f"{self.peer}: message", MalformedFrameError)
         if not isinstance(message, dict):
-            raise GossipError(f"{self.peer}: message is not a JSON object")
+            raise MalformedFrameError(f"{self.peer}: message is not a JSON object")
         return message
 
     async def _receive_exactly(self, count: int) -> bytes:

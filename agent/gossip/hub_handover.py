@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from agent.errors import WireFormatError
 from agent.gossip.store import GossipStore
+from agent.wire.decoding import decode_json
 from agent.wire.gossip import MAX_RELAYED_RESULTS
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ async def _post(client: httpx.AsyncClient, path: str, body: object) -> dict:  # 
     if response.status_code != 200:
         raise HubUnreachableError(f"hub answered {path} with HTTP {response.status_code}")
     try:
-        answer = response.json()
-    except ValueError:
-        raise HubUnreachableError(f"hub answered {path} with something not JSON") from None
+        answer = decode_json(response.content, f"hub answer to {path}")
+    except WireFormatError as exc:
+        raise HubUnreachableError(str(exc)) from None
     return answer if isinstance(answer, dict) else {}

@@ -4,9 +4,11 @@ An exchange (we dial a peer): we send our digest; it answers with what we lack a
 own digest; we take that in and send what it lacks; it answers `done`. One round trip
 and a half, and both ends are even afterwards (Scuttlebutt push-pull).
 
-Nothing a peer does ends the node: a failed handshake, a malformed or oversized
-message, a forged record or a timeout ends that one conversation, is logged, and (when
-the peer is to blame, not the network) costs the peer a strike in `SiteMembers`.
+Nothing a peer does ends the node: a failed handshake, a malformed, oversized or
+hostile message (deep nesting, a huge number), a forged record or a timeout ends that
+one conversation, is logged, and (when the peer is to blame, not the network) costs the
+device seen in TLS a strike in `SiteMembers`. Even an exception we did not foresee ends
+only its conversation (logged with its traceback, as the bug it is).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pydantic import BaseModel
 
 from agent.errors import AgentError, GossipError
 from agent.gossip.anti_entropy import MergeOutcome, delta_for, merge_delta
-from agent.gossip.framing import CountingStream, FramedStream, Traffic
+from agent.gossip.framing import CountingStream, FramedStream, MalformedFrameError, Traffic
 from agent.gossip.relay_files import TrustedFiles
 from agent.gossip.site_members import SiteMembers
 from agent.gossip.store import GossipStore
@@ -136,15 +138,19 @@ class GossipNode:
                     if self.members.is_banned(device_id=peer.device_id):
                         log.info("gossip: closed connection of penalised %s", peer.device_id)
                         return
-                    await self._answer(FramedStream(stream, f"{peer.device_id}@{address}"))
-            except _PeerFault as exc:
-                self.members.penalise("", peer.device_id if peer else "", str(exc))
+                    await self._answer(FramedStream(stream, f"{peer.device_id}@{address}"),
+                                       peer.device_id)
+            except (_PeerFault, MalformedFrameError) as exc:
+                self.members.penalise(peer.device_id if peer else "", str(exc))
             except (AgentError, trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
                 log.info("gossip: conversation with %s ended: %s", address, _why(exc))
+            except Exception:
+                log.exception("gossip: conversation with %s ended by an unexpected error "
+                              "(a bug; the node goes on)", address)
             finally:
                 await _close(stream)
 
-    async def _answer(self, framed: FramedStream) -> None:
+    async def _answer(self, framed: FramedStream, peer_device: str) -> None:
         first = await framed.receive_message()
         if first.get("type") == "fetch":
             request = _parse(FetchRequest, first, framed.peer)
@@ -159,7 +165,7 @@ class GossipNode:
         answer = delta_for(self.store, digest.digest, MAX_RECORDS_PER_MESSAGE)
         await framed.send_message(answer.model_copy(update={"digest": self.store.digest()}))
         theirs = _parse(DeltaMessage, await framed.receive_message(), framed.peer)
-        outcome = self._merge(theirs, framed.peer)
+        outcome = self._merge(theirs, framed.peer, peer_device)
         await framed.send_message(DoneMessage(accepted=outcome.accepted,
                                               refused=len(outcome.refused)))
         if outcome.refused:
@@ -181,24 +187,29 @@ class GossipNode:
 
     async def exchange_with(self, address: str) -> MergeOutcome | None:
         """Push-pull with one peer; None if the conversation failed."""
+        seen: list[str] = []  # the device that answered, once the handshake is done
         try:
             async with self._dial(address) as (framed, peer):
+                seen.append(peer.device_id)
                 await framed.send_message(DigestMessage(digest=self.store.digest()))
                 theirs = _parse(DeltaMessage, await framed.receive_message(), framed.peer)
-                outcome = self._merge(theirs, framed.peer)
+                outcome = self._merge(theirs, framed.peer, peer.device_id)
                 if theirs.digest is None:
                     raise _PeerFault("answered a digest without its own digest")
                 mine = delta_for(self.store, theirs.digest, MAX_RECORDS_PER_MESSAGE)
                 await framed.send_message(mine)
                 _parse(DoneMessage, await framed.receive_message(), framed.peer)
                 if outcome.refused:
-                    self.members.penalise(address, peer.device_id,
+                    self.members.penalise(peer.device_id,
                                           f"sent forged records: {outcome.refused[0]}")
                 return outcome
-        except _PeerFault as exc:
-            self.members.penalise(address, "", str(exc))
+        except (_PeerFault, MalformedFrameError) as exc:
+            self.members.penalise(seen[0] if seen else "", f"at {address}: {exc}")
         except (AgentError, trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
             log.info("gossip: exchange with %s failed: %s", address, _why(exc))
+        except Exception:
+            log.exception("gossip: exchange with %s ended by an unexpected error "
+                          "(a bug; the node goes on)", address)
         return None
 
     async def fetch_file(self, address: str, path: str, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -227,14 +238,15 @@ class GossipNode:
             try:
                 await stream.do_handshake()
                 peer = peer_certificate(stream)
-                if self.members.is_banned(address, peer.device_id):
+                self.members.bind(address, peer.device_id)
+                if self.members.is_banned(device_id=peer.device_id):
                     raise GossipError(f"{peer.device_id} at {address} is penalised")
                 yield FramedStream(stream, f"{peer.device_id}@{address}"), peer
             finally:
                 await _close(stream)
 
-    def _merge(self, delta: DeltaMessage, sender: str) -> MergeOutcome:
-        outcome = merge_delta(self.store, delta, self.certificates, sender)
+    def _merge(self, delta: DeltaMessage, sender: str, sender_device: str) -> MergeOutcome:
+        outcome = merge_delta(self.store, delta, self.certificates, sender, sender_device)
         if outcome.accepted:
             self.learn_members()
         return outcome
@@ -247,7 +259,8 @@ class GossipNode:
             try:
                 device = self.certificates.verify(der)
                 self.members.learn(device.device_id, Inventory.model_validate_json(record.body))
-            except (AgentError, ValueError):
+            except Exception:  # noqa: BLE001 - a stored record must never stop the node
+                log.debug("inventory of %s not taken", record.origin, exc_info=True)
                 continue
 
 

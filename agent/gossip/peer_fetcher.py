@@ -89,6 +89,10 @@ class HubOrPeersFetcher(FetcherInterface):
             except (AgentError, trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
                 failures.append(f"{address}: {exc or type(exc).__name__}")
                 continue
+            except Exception as exc:  # a bug must not end the refresh, let alone the daemon
+                log.exception("fetching %s from site peer %s", path, address)
+                failures.append(f"{address}: {type(exc).__name__}")
+                continue
             log.info("fetched %s from site peer %s (hub unreachable)", path, address)
             self.last_peer = self._preferred = address
             return iter([data])
@@ -133,6 +137,6 @@ async def refresh_metadata(client: MetadataClient, fetcher: HubOrPeersFetcher | 
             if peer is None:
                 raise
             fetcher.excluded.add(peer)
-            fetcher.node.members.penalise(peer, "", f"served metadata TUF refused: {exc}")
+            fetcher.node.members.penalise_at(peer, f"served metadata TUF refused: {exc}")
             if not fetcher.peers_left():
                 raise

@@ -113,9 +113,12 @@ class SiteGossip:
             nursery.start_soon(self._hub_loop)
             task_status.started()
             while True:
-                self.publish_own()
-                await self.node.gossip_round(self.settings.fanout)
-                self.feed_swarms(peers)
+                try:
+                    self.publish_own()
+                    await self.node.gossip_round(self.settings.fanout)
+                    self.feed_swarms(peers)
+                except Exception:  # noqa: BLE001 - no peer's data may end the daemon
+                    log.exception("gossip round failed (the next one comes as planned)")
                 await trio.sleep(self.settings.interval * random.uniform(0.5, 1.5))  # noqa: S311
 
     def publish_own(self) -> None:
@@ -157,7 +160,10 @@ class SiteGossip:
     async def _hub_loop(self) -> None:
         while True:
             await trio.sleep(self.settings.hub_sync_interval)
-            await self.hand_over_once()
+            try:
+                await self.hand_over_once()
+            except Exception:  # noqa: BLE001 - no hub answer may end the daemon
+                log.exception("handing relayed results to the hub failed; retried later")
 
     def _timestamp_version(self) -> int:
         try:

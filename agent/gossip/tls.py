@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
-from agent.errors import ConfigError, GossipError
+from agent.errors import CertificateRefusedError, ConfigError, GossipError
 from agent.wire.enrollment import device_id_for
 
 
@@ -44,8 +44,8 @@ class DeviceCertificates:
     _verified: dict[bytes, DeviceCertificate] = field(default_factory=dict)
 
     def verify(self, der: bytes, now: dt.datetime | None = None) -> DeviceCertificate:
-        """Raise GossipError unless `der` is a current certificate the CA issued for the
-        key its common name names."""
+        """Raise CertificateRefusedError unless `der` is a current certificate the CA
+        issued for the key its common name names."""
         cached = self._verified.get(der)
         now = now or dt.datetime.now(dt.UTC)
         try:
@@ -53,13 +53,13 @@ class DeviceCertificates:
             if cached is None:
                 certificate.verify_directly_issued_by(self.ca)
         except (ValueError, TypeError) as exc:
-            raise GossipError(f"device certificate refused: {exc}") from None
+            raise CertificateRefusedError(f"device certificate refused: {exc}") from None
         except Exception as exc:  # InvalidSignature has no message of its own
-            raise GossipError(
+            raise CertificateRefusedError(
                 f"device certificate refused: not issued by this hub's CA ({type(exc).__name__})"
             ) from None
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-            raise GossipError(
+            raise CertificateRefusedError(
                 f"device certificate refused: valid {certificate.not_valid_before_utc} to "
                 f"{certificate.not_valid_after_utc}, not now"
             )
@@ -69,18 +69,42 @@ class DeviceCertificates:
         self._verified[der] = described
         return described
 
+    def kept(
+        self, stored: bytes | None, offered: bytes, now: dt.datetime | None = None
+    ) -> bytes:
+        """Which certificate of one origin to check its records with and keep: the one
+        stored while it is valid, unless `offered` is valid, names the same device, key
+        and site, and lasts longer. Whoever holds the device CA can mint a certificate
+        for a real device key that expires in seconds (or names another site); were it
+        to replace the real one, every record we relay would be refused downstream."""
+        if not stored or stored == offered:
+            return offered
+        try:
+            current = self.verify(stored, now)
+        except CertificateRefusedError:
+            return offered  # expired (or never valid): anything valid is better
+        try:
+            candidate = self.verify(offered, now)
+        except CertificateRefusedError:
+            return stored
+        if candidate != current:
+            return stored
+        stored_until = x509.load_der_x509_certificate(stored).not_valid_after_utc
+        offered_until = x509.load_der_x509_certificate(offered).not_valid_after_utc
+        return offered if offered_until > stored_until else stored
+
 
 def describe(certificate: x509.Certificate) -> DeviceCertificate:
     """Device id, site and key of a certificate whose chain was checked already."""
     key = certificate.public_key()
     if not isinstance(key, Ed25519PublicKey):
-        raise GossipError("device certificate refused: its key is not Ed25519")
+        raise CertificateRefusedError("device certificate refused: its key is not Ed25519")
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     sites = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
     device_id = str(names[0].value) if names else ""
     if device_id != device_id_for(raw):
-        raise GossipError(
+        raise CertificateRefusedError(
             f"device certificate refused: common name {device_id!r} is not the id of its key"
         )
     return DeviceCertificate(device_id, str(sites[0].value) if sites else "", raw)

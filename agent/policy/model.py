@@ -9,13 +9,13 @@ A bad policy is refused as a whole, every problem named by its key
 from __future__ import annotations
 
 import fnmatch
-import tomllib
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from agent.errors import PolicyError
 from agent.policy.windows import WeeklyRange, load_zone
+from agent.wire.decoding import decode_toml
 from agent.wire.release import Severity
 from agent.wire.validation import StrictModel, parse_model
 
@@ -160,10 +160,7 @@ class Policy(StrictModel):
                 data = data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise PolicyError(f"{source}: not UTF-8: {exc}") from None
-        try:
-            decoded = tomllib.loads(data)
-        except tomllib.TOMLDecodeError as exc:
-            raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+        decoded = decode_toml(data, source, PolicyError)
         return parse_model(cls, decoded, source, PolicyError)
 
 

@@ -83,7 +83,8 @@ class Inventory(StrictModel):
     site: str = Field(pattern=NAME_PATTERN)
     gossip: str = Field(default="", max_length=64, description="IP:PORT of its gossip server")
     p2p: str = Field(default="", max_length=64, description="IP:PORT libtorrent listens on")
-    timestamp_version: int = Field(default=0, ge=0, description="of its trusted TUF metadata")
+    timestamp_version: int = Field(default=0, ge=0, lt=2**62,
+                                   description="of its trusted TUF metadata")
     deployments: dict[str, str] = Field(default_factory=dict, max_length=256)
 
 

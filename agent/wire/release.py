@@ -9,7 +9,6 @@ prefix (tests, the demo, containers) places them under that prefix.
 
 from __future__ import annotations
 
-import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import Field, field_validator
 
 from agent.errors import WireFormatError
+from agent.wire.decoding import decode_toml
 from agent.wire.validation import NAME_PATTERN, StrictModel, parse_model
 
 CUSTOM_KEY = "meisitong"
@@ -205,11 +205,12 @@ class ReleaseManifest(StrictModel):
     @classmethod
     def from_toml_file(cls, path: Path) -> ReleaseManifest:
         try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise WireFormatError(f"{path}: cannot read: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise WireFormatError(f"{path}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise WireFormatError(f"{path}: not UTF-8: {exc}") from None
+        data = decode_toml(text, str(path))
         return parse_model(cls, data, str(path))
 
 
@@ -233,8 +234,8 @@ class ReleaseInfo(StrictModel):
         return {CUSTOM_KEY: _without_floats(self.model_dump(mode="json"))}
 
     @classmethod
-    def from_custom(cls, custom: dict[str, object], target_path: str) -> ReleaseInfo:
-        if CUSTOM_KEY not in custom:
+    def from_custom(cls, custom: object, target_path: str) -> ReleaseInfo:
+        if not isinstance(custom, dict) or CUSTOM_KEY not in custom:
             raise WireFormatError(f"target {target_path}: no '{CUSTOM_KEY}' custom fields")
         return parse_model(cls, custom[CUSTOM_KEY], f"target {target_path}")
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent.errors import WireFormatError
+from agent.wire.decoding import decode_json
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -51,8 +51,5 @@ def parse_json_model(
 ) -> ModelT:
     """Decode JSON bytes and validate them as `model`; any failure is one `error_type`
     naming `source`."""
-    try:
-        decoded = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise error_type(f"{source}: not JSON: {exc}") from None
+    decoded = decode_json(data, source, error_type)
     return parse_model(model, decoded, source, error_type)

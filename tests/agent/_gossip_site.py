@@ -72,13 +72,14 @@ def signed_result(node: GossipNode, record_id: str, outcome: Outcome = Outcome.I
 @dataclass
 class SimulatedSite:
     nodes: list[GossipNode]
+    authority: DeviceCertificateAuthority
     addresses: list[str] = field(default_factory=list)
 
     @classmethod
     def build(cls, workdir: Path, size: int, site: str = "branch") -> SimulatedSite:
         authority = DeviceCertificateAuthority.load_or_create(workdir / "hub-online-keys")
         return cls([make_node(workdir / f"agent-{i}", authority, site, seed=i)
-                    for i in range(size)])
+                    for i in range(size)], authority)
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Serve every node on 127.0.0.1; every node knows every other (as after the

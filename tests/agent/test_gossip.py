@@ -128,11 +128,12 @@ def test_trusted_files_serve_only_what_ngclient_persisted_and_only_inside_their_
 
 async def test_a_penalised_peer_is_left_alone_for_a_while_and_longer_each_time(mock_clock):
     members = SiteMembers("dev-" + "0" * 20, "branch", ["127.0.0.9:7881"])
-    members.penalise("127.0.0.9:7881", "dev-" + "1" * 20, "forged record")
+    members.bind("127.0.0.9:7881", "dev-" + "1" * 20)  # it answered there
+    members.penalise("dev-" + "1" * 20, "forged record")
     assert members.usable() == [] and members.is_banned(device_id="dev-" + "1" * 20)
     mock_clock.jump(301)
     assert [m.address for m in members.usable()] == ["127.0.0.9:7881"]
-    members.penalise("127.0.0.9:7881", "", "again")
+    members.penalise("dev-" + "1" * 20, "again")
     mock_clock.jump(599)
     assert members.usable() == []  # the second strike bans for twice as long
     mock_clock.jump(2)
