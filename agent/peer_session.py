@@ -21,6 +21,9 @@ What it guarantees:
   Outgoing connections leave from the listen address and, when that address is specific,
   it is announced as `ip=`, so the tracker records where the agent really listens (on
   test machines: 127.0.0.x).
+- The torrent's own tracker and web seed (the hub writes them for standard clients) are
+  ignored: the agent announces to `tracker_url` with its device id and adds the web seed
+  on its own schedule (agent/torrent_network.py, `load_torrent_without_sources`).
 - A payload already complete in `save_dir` (an agent restart) is recognised by
   libtorrent's check of the file and returned without downloading anything.
 - After finishing, a torrent is seeded for `seed_time` seconds, then removed from the
@@ -47,7 +50,11 @@ import libtorrent as lt
 import trio
 
 from agent.errors import ConfigError, DownloadError
-from agent.torrent_network import all_peers_global_filter, split_listen
+from agent.torrent_network import (
+    all_peers_global_filter,
+    load_torrent_without_sources,
+    split_listen,
+)
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +232,7 @@ class PeerSession:
         full, unwritable directory) or `timeout` seconds pass first.
         """
         try:
-            info = lt.torrent_info(torrent_bytes)
+            params, info = load_torrent_without_sources(torrent_bytes)
         except RuntimeError as exc:
             raise DownloadError(f"not a valid torrent: {exc}") from exc
         v1 = str(info.info_hashes().v1)
@@ -238,8 +245,6 @@ class PeerSession:
         owner = torrent is None
         if torrent is None:
             save_dir.mkdir(parents=True, exist_ok=True)
-            params = lt.add_torrent_params()
-            params.ti = info
             params.save_path = str(save_dir)
             params.flags = (
                 params.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused

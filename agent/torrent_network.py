@@ -24,3 +24,29 @@ def all_peers_global_filter() -> lt.ip_filter:
     f.add_rule("0.0.0.0", "255.255.255.255", global_class)  # noqa: S104 - a range, not a bind
     f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", global_class)
     return f
+
+
+def load_torrent_without_sources(
+    torrent_bytes: bytes,
+) -> tuple[lt.add_torrent_params, lt.torrent_info]:
+    """Add-torrent parameters for `torrent_bytes`, and its torrent_info, with the
+    torrent's own trackers
+    (`announce`, `announce-list`) and web seeds (BEP 19 `url-list`, BEP 17 `httpseeds`)
+    dropped.
+
+    The hub writes its tracker and web seed into every .torrent for standard BitTorrent
+    clients (hub/torrent_maker.py). Meisitong's own sessions must not use them as they
+    stand: an agent announces with its device id and adds the web seed only once the swarm
+    has stalled for `web_seed_after` seconds (agent/peer_session.py), and the hub's seeder
+    announces with its secret (hub/seeder.py). They sit outside the info dict, so the
+    info-hashes are the same either way. Raises RuntimeError (libtorrent's) if the bytes
+    are not a valid torrent.
+    """
+    params = lt.load_torrent_buffer(torrent_bytes)
+    if params.ti is None:  # a magnet-style buffer without an info dict
+        raise RuntimeError("the torrent has no info dict")
+    params.trackers = []
+    params.tracker_tiers = []
+    params.url_seeds = []
+    params.http_seeds = []
+    return params, params.ti

@@ -3,6 +3,10 @@
 The order makes a failure harmless: the payload is copied and hashed, the torrent made,
 and only then is the targets role signed with the offline release key; if anything before
 signing fails, the copied files are removed and no metadata changed.
+
+The torrent names the hub's tracker and web seed as `public_url` in hub.toml gives them
+at publish time (for standard BitTorrent clients; agents ignore both), so set it before
+publishing on a hub that agents reach by another name than its listen address.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from agent.archive import inspect_archive
 from agent.errors import AgentError
@@ -25,6 +30,7 @@ from agent.wire.release import (
     TorrentRef,
     release_target_path,
 )
+from hub.config import HubConfig
 from hub.database import HubDatabase
 from hub.errors import PublishError
 from hub.hub_dir import HubDir
@@ -98,6 +104,7 @@ def publish_release(
 
     hub_dir.require_initialized()
     manifest = ReleaseManifest.from_toml_file(manifest_file)
+    public_url = HubConfig.load(hub_dir.config_file).public_url
     if not payload.is_file():
         raise PublishError(f"{payload}: no such payload file")
     database = HubDatabase(hub_dir.database)
@@ -124,7 +131,12 @@ def publish_release(
                 if progress:
                     progress("torrent", done, total)
 
-            made = make_hybrid_torrent(staged, progress=torrent_progress)
+            made = make_hybrid_torrent(
+                staged,
+                progress=torrent_progress,
+                web_seed=f"{public_url}/payloads/{quote(target)}",
+                tracker=f"{public_url}/announce",
+            )
             torrent_seconds = time.monotonic() - hashed
             torrent_file = Path(scratch) / f"{payload.name}.torrent"
             torrent_file.write_bytes(made.torrent_bytes)

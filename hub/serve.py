@@ -1,6 +1,7 @@
 """`meisitong-hub serve`: one process that serves HTTP, seeds payloads and keeps the
 online metadata fresh.
 
+At start it links any target missing at its consistent-snapshot path (hub/target_files.py).
 Tasks, all in one nursery: the HTTP server (Hypercorn's trio worker), the libtorrent
 seeder, a loop that starts seeding releases published while the server runs, a loop that
 re-signs the timestamp before it expires, a loop that records how many payload bytes
@@ -22,10 +23,12 @@ from agent.instance_lock import hold_directory
 from agent.listen_address import bound_tcp_socket
 from hub.config import HubConfig
 from hub.database import HubDatabase
+from hub.errors import RepositoryError
 from hub.hub_dir import HubDir
 from hub.rollout_runner import RolloutRuleRunner
 from hub.seeder import HubSeeder
 from hub.site_peers import DeviceSites, SitePeerSelector
+from hub.target_files import repair_target_files
 from hub.tracker import Swarms, make_announce_route
 from hub.tuf_repository import HubRepository
 from hub.web_app import CountingFiles, make_app
@@ -73,6 +76,7 @@ class HubServer:
         http_config.bind = [f"fd://{listener.detach()}"]
         http_config.accesslog = None
         http_config.errorlog = logging.getLogger("hub.http")  # type: ignore[assignment]
+        await self._repair_target_files()
         try:
             async with trio.open_nursery() as nursery:
                 # HTTP first: the seeder announces at once when a torrent is added, and a
@@ -93,6 +97,17 @@ class HubServer:
             with trio.CancelScope(shield=True):
                 self._flush_stats()
             self.seeder.close()
+
+    async def _repair_target_files(self) -> None:
+        """Hubs published before payloads were linked under /targets/ get them now, so
+        standard TUF clients find every target (hub/target_files.py)."""
+        try:
+            made = await trio.to_thread.run_sync(repair_target_files, self.hub_dir)
+        except (OSError, RepositoryError) as exc:
+            log.error("could not link every target under %s: %s", self.hub_dir.targets, exc)
+            return
+        if made:
+            log.info("linked %d target file(s) at their consistent-snapshot paths", made)
 
     async def _seed_new_releases(self) -> None:
         def published() -> list[tuple[str, str, str]]:

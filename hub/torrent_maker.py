@@ -1,11 +1,20 @@
 """Make the .torrent of a payload, and the payload's SHA-256, for the publisher.
 
 A payload is always one file, so the torrent is a single-file HYBRID v1+v2 torrent
-(DESIGN §7): v2's SHA-256 piece trees protect every piece, v1 lets v1-only clients
-(Transmission 3) join, and a single file needs no BEP 47 pad files. The torrent names no
-tracker and no web seed: agents add the hub's tracker and web seed URLs at run time, so a
-hub can move without re-signing every torrent. It carries no creation date either, so the
-same payload always gives the same torrent bytes and info-hashes.
+(DESIGN §7): v2's SHA-256 piece trees protect every piece, and a single file needs no
+BEP 47 pad files. Who can read it: clients on libtorrent 2.0 or later (qBittorrent 4.4+,
+tested with 4.5; Deluge 2.0 built on libtorrent 2.0) and Transmission 4.0+.
+Transmission 3.00 and aria2 1.36 cannot: their bencode parsers reject the empty
+dictionary key that BEP 52's file tree puts under every file name
+(`{"payload.tar": {"": {length, pieces root}}}`), so they refuse the whole .torrent even
+though its v1 half would suit them (README, "Standard clients").
+
+The torrent names the hub's tracker (`announce`) and web seed (BEP 19 `url-list`, the
+payload's URL under /payloads/) when the publisher passes them, so a stock client can
+join the hub's swarm or finish from HTTP alone. Both sit outside the info dict: the
+info-hashes do not depend on them, and Meisitong's own sessions drop them on load
+(agent/torrent_network.py) and use the hub they know at run time. The torrent carries no
+creation date, so the same payload and URLs always give the same torrent bytes.
 
 Reading the payload twice: libtorrent's Python bindings can only hash the file themselves
 (`set_piece_hashes`; there is no binding to hand it v2 block hashes we computed), so the
@@ -52,12 +61,18 @@ class MadeTorrent:
 
 
 def make_hybrid_torrent(
-    payload: Path, progress: Progress | None = None, piece_size: int = 0
+    payload: Path,
+    progress: Progress | None = None,
+    piece_size: int = 0,
+    web_seed: str | None = None,
+    tracker: str | None = None,
 ) -> MadeTorrent:
     """Hash `payload` into a single-file hybrid v1+v2 torrent.
 
     `piece_size` 0 lets libtorrent choose (it aims at a torrent of reasonable size);
     otherwise it must be a power of two of at least 16 KiB, as v2 requires.
+    `web_seed` (the payload file's own URL, BEP 19) and `tracker` (an announce URL) are
+    written outside the info dict when given.
     `progress(done_pieces, total_pieces)` is called as pieces are hashed.
     Raises PublishError if the payload is not a non-empty regular file or cannot be read.
     """
@@ -76,6 +91,10 @@ def make_hybrid_torrent(
         creator = lt.create_torrent(files, piece_size)
         creator.set_creator(CREATED_BY)
         creator.set_creation_date(0)
+        if web_seed:
+            creator.add_url_seed(web_seed)
+        if tracker:
+            creator.add_tracker(tracker)
         total = creator.num_pieces()
         done = 0
 

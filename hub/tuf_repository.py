@@ -7,8 +7,8 @@ a rollout document or keeping timestamps fresh never does.
 
 On disk the repository uses consistent snapshots, laid out exactly as python-tuf's
 ngclient fetches it: `N.root.json` (plus `root.json`, the newest), `timestamp.json`,
-`N.snapshot.json`, `N.targets.json`, `N.rollout.json` under HubDir.metadata, and small
-target files as `DIR/SHA256.NAME` under HubDir.targets.
+`N.snapshot.json`, `N.targets.json`, `N.rollout.json` under HubDir.metadata, and every
+target, payloads included, as `DIR/HASH.NAME` under HubDir.targets (hub/target_files.py).
 
 Guarantees:
 - Every change is signed completely in memory before anything is written, so a missing
@@ -58,6 +58,7 @@ from hub.metadata_signing import (
     validate_target_path,
 )
 from hub.signing_keys import KeyStore
+from hub.target_files import consistent_paths, link_target, remove_links
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,9 @@ class HubRepository:
     def add_release_targets(self, entries: list[ReleaseTargetEntry]) -> None:
         """Sign `entries` into top-level targets with the offline release key, then
         re-sign snapshot and timestamp. Small `serve_via_tuf` files are copied to the
-        served targets directory under their consistent names."""
+        served targets directory under their consistent names; payloads are linked there
+        (hub/target_files.py) before the new metadata is written, and unlinked if
+        writing it fails."""
         if not entries:
             raise RepositoryError("no release targets given")
         with self._locked():
@@ -189,18 +192,30 @@ class HubRepository:
             )
             snapshot_signer, timestamp_signer = self._freshness_signers(state)
             files: list[tuple[Path, bytes]] = []
+            payloads: list[tuple[Path, list[Path]]] = []
             for entry in entries:
                 target_file, served = self._target_file(entry)
                 state.targets.signed.targets[entry.target_path] = target_file
+                paths = consistent_paths(
+                    self.hub_dir.targets, entry.target_path, target_file.hashes
+                )
                 if served is not None:
-                    name = consistent_target_name(entry.target_path, target_file.hashes["sha256"])
-                    files.append((self.hub_dir.targets / name, served))
+                    files += [(path, served) for path in paths]
+                else:
+                    payloads.append((entry.local_file, paths))
             state.targets.signed.version += 1
             sign(state.targets, targets_signer, self._now() + self.expiry.targets)
             files += self._freshness_files(
                 state, {"targets": serialize(state.targets)}, snapshot_signer, timestamp_signer
             )
-            self._write(files)
+            links: list[Path] = []
+            try:
+                for local_file, paths in payloads:
+                    links += link_target(local_file, paths)
+                self._write(files)
+            except BaseException:
+                remove_links(links)
+                raise
         logger.info(
             "signed %d release target(s) into targets v%d",
             len(entries),

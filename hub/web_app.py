@@ -119,7 +119,10 @@ def make_app(hub_dir: HubDir, extra_routes: list[BaseRoute] | None = None) -> St
         Route("/api/v1/enroll", enroll, methods=["POST"]),
         Route("/api/v1/results", results, methods=["POST"]),
         Mount("/metadata", StaticFiles(directory=hub_dir.metadata, check_dir=False)),
-        Mount("/targets", StaticFiles(directory=hub_dir.targets, check_dir=False)),
+        # Payloads on another filesystem are symlinked in (hub/target_files.py); only the
+        # hub writes this directory.
+        Mount("/targets", StaticFiles(directory=hub_dir.targets, check_dir=False,
+                                      follow_symlink=True)),
         Mount("/payloads", payload_files),
         *relay_routes(in_database),
         *lease_routes(hub_dir),

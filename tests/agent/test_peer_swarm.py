@@ -274,8 +274,9 @@ async def test_payload_already_in_save_dir_is_recognised_without_downloading(tmp
 
 
 def test_payload_torrent_is_hybrid_bare_and_deterministic(tmp_path):
-    """What the swarm tests rely on: one torrent both v1 and v2 clients can join, naming
-    no tracker or web seed (agents add the hub's at run time), the same for the same file."""
+    """What the swarm tests rely on: one torrent with both v1 and v2 hashes, naming no
+    tracker or web seed unless asked to (tests/hub/test_published_torrent.py), the same
+    for the same file."""
     import hashlib
 
     import libtorrent as lt

@@ -109,7 +109,7 @@ def test_rollout_delegation_is_terminating_and_limited_to_rollouts(hub: HubDir) 
     assert online_key.keyid not in root.roles["targets"].keyids
 
 
-def test_add_release_targets_signs_custom_fields_and_serves_small_files(
+def test_add_release_targets_signs_custom_fields_and_serves_every_target(
     hub: HubDir, served: str, tmp_path: Path
 ) -> None:
     repo = HubRepository.initialize(hub)
@@ -128,12 +128,17 @@ def test_add_release_targets_signs_custom_fields_and_serves_small_files(
     assert targets["releases/app/1.0/app.tar"].custom == {"meisitong": {"v": "1.0"}}
     assert targets["releases/app/1.0/app.tar"].length == payload.stat().st_size
     served_files = _tree(hub.targets)
-    assert len(served_files) == 1, "payloads are served elsewhere, only the torrent here"
+    assert len(served_files) == 2, "the torrent, and the payload at its consistent name"
+    sha256 = targets["releases/app/1.0/app.tar"].hashes["sha256"]
+    linked = hub.targets / f"releases/app/1.0/{sha256}.app.tar"
+    assert linked.stat().st_ino == payload.stat().st_ino, "a hard link, not a copy"
 
     updater = _updater(tmp_path, served, repo.root_bytes())
-    info = updater.get_targetinfo("releases/app/1.0/app.tar.torrent")
-    assert info is not None
-    assert Path(updater.download_target(info)).read_bytes() == torrent.read_bytes()
+    for path, source in (("releases/app/1.0/app.tar.torrent", torrent),
+                         ("releases/app/1.0/app.tar", payload)):
+        info = updater.get_targetinfo(path)
+        assert info is not None
+        assert Path(updater.download_target(info)).read_bytes() == source.read_bytes()
 
 
 def test_known_hashes_are_used_instead_of_hashing_again(hub: HubDir, tmp_path: Path) -> None:
