@@ -1,15 +1,25 @@
-"""`meisitong-agent enroll`: trust the hub's root only if it matches the token's hash."""
+"""`meisitong-agent enroll`: trust the hub's root only if it matches the token's hash.
+
+The token pins root version 1 (`1.root.json`) as the admin's offline side recorded it
+at `init`. Enrollment checks that file against the pin, then walks the hub's root chain
+from it to the newest root (each rotation verified by the root before it, as TUF's
+client does), so a token made before a root rotation still enrolls, and a hub whose
+chain does not verify is refused before anything is trusted.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import socket
 
+import trio
+
 from agent.atomic_file import write_atomic
 from agent.config import AgentConfig
 from agent.device_identity import DeviceIdentity
-from agent.errors import EnrollmentError
+from agent.errors import EnrollmentError, MetadataError
 from agent.hub_client import HubClient
+from agent.metadata_client import MetadataClient
 from agent.state_dir import StateDir
 from agent.wire.enrollment import EnrollmentToken, EnrollRequest
 
@@ -27,6 +37,7 @@ async def enroll(config: AgentConfig, hub_url: str, token_text: str) -> tuple[st
         )
     state = StateDir(config.agent.state_dir)
     state.create()
+    await trio.to_thread.run_sync(_walk_root_chain, state, hub_url, root)
     identity = DeviceIdentity.load_or_create(state.device_key)
     import base64
 
@@ -47,3 +58,15 @@ async def enroll(config: AgentConfig, hub_url: str, token_text: str) -> tuple[st
         write_atomic(state.device_certificate, response.certificate.encode(), mode=0o644)
     state.write_enrollment(hub_url.rstrip("/"), identity.device_id, response.status)
     return identity.device_id, response.status
+
+
+def _walk_root_chain(state: StateDir, hub_url: str, pinned_root: bytes) -> None:
+    """Refresh the hub's metadata from the pinned root (into the device's metadata
+    cache): every later root must verify against the one before it."""
+    try:
+        MetadataClient(state.metadata, state.targets, hub_url, pinned_root).refresh()
+    except MetadataError as exc:
+        raise EnrollmentError(
+            f"the root served by {hub_url} matches the token, but the hub's metadata does "
+            f"not verify from it: {exc}; nothing trusted"
+        ) from None

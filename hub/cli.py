@@ -40,15 +40,19 @@ def main(verbose: int) -> None:
 @click.option("--public-url", default="", help="how agents reach the hub [http://LISTEN]")
 @click.option("--seed-listen", default="127.0.0.1:6881", show_default=True,
               help="BitTorrent seeder IP:PORT")
+@click.option("--targets-expiry-days", type=int, default=14, show_default=True,
+              help="how long offline-signed targets metadata (releases, policies) stays "
+              "valid; renew with `targets resign` (kept in OFFLINE_KEYS/offline.toml)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @friendly_errors
 def init(hub_dir: str | None, offline_keys: Path | None, listen: str, public_url: str,
-         seed_listen: str, as_json: bool) -> None:
+         seed_listen: str, targets_expiry_days: int, as_json: bool) -> None:
     """Create a hub directory: TUF repository, keys, database, enrollment token."""
     from hub.hub_init import initialize_hub
 
     created = initialize_hub(
-        HubDir(resolve_hub_dir(hub_dir)), offline_keys, listen, public_url, seed_listen
+        HubDir(resolve_hub_dir(hub_dir)), offline_keys, listen, public_url, seed_listen,
+        targets_expiry_days,
     )
     if as_json:
         emit_json(created)
@@ -58,7 +62,10 @@ def init(hub_dir: str | None, offline_keys: Path | None, listen: str, public_url
         f"offline keys       {created['offline_keys']}  ",
         ("(move these off the server; `publish` needs the release key)", "yellow"),
     ))
-    console.print(f"root sha256        {created['root_sha256']}")
+    console.print(f"root sha256        {created['root_sha256']}  (root v1, recorded in "
+                  "offline.toml: every token ends with it; note it off the server)")
+    console.print(f"targets expire     every {created['targets_expiry_days']} days: "
+                  "`meisitong-hub targets resign` before that")
     console.print(f"enrollment token   {created['token']}")
 
 
@@ -71,29 +78,38 @@ def token() -> None:
 @hub_dir_option
 @click.option("--valid-for", default=None, help="e.g. 24h, 7d [default: no expiry]")
 @click.option("--max-uses", type=click.IntRange(min=1), default=None)
+@click.option("--offline-keys", type=click.Path(path_type=Path), default=None,
+              help="directory holding offline.toml [default DIR/offline-keys]")
+@click.option("--root-sha256", default=None, metavar="HEX",
+              help="the root hash `init` printed (instead of reading offline.toml)")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def token_create(hub_dir: str | None, valid_for: str | None, max_uses: int | None,
-                 as_json: bool) -> None:
-    """Print a new enrollment token (it carries the trusted root's hash)."""
+                 offline_keys: Path | None, root_sha256: str | None, as_json: bool) -> None:
+    """Print a new enrollment token. It carries the hash of root v1 from the admin's
+    offline side (offline.toml or --root-sha256), and is refused if this hub serves
+    another root."""
     from hub.database import HubDatabase
     from hub.enrollment import create_token
+    from hub.token_anchor import pinned_root_sha256
     from hub.tuf_repository import HubRepository
 
     directory = HubDir(resolve_hub_dir(hub_dir))
     directory.require_initialized()
+    pin = pinned_root_sha256(HubRepository(directory, offline_keys), offline_keys, root_sha256)
     database = HubDatabase(directory.database)
     try:
         created = create_token(
-            database, HubRepository(directory).root_sha256(),
-            parse_duration(valid_for) if valid_for else None, max_uses,
+            database, pin, parse_duration(valid_for) if valid_for else None, max_uses,
         )
     finally:
         database.close()
     if as_json:
-        emit_json({"token": str(created)})
+        emit_json({"token": str(created), "root_sha256": pin})
     else:
         click.echo(str(created))
+        errors.print(f"root sha256 {pin} (compare with what `init` printed)",
+                     markup=False, highlight=False)
 
 
 @main.command()

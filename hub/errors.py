@@ -54,3 +54,7 @@ class RolloutError(HubError):
 
 class UnknownGroupError(HubError):
     """No enrolled device is in that group and no admin created it."""
+
+
+class RootAnchorMismatchError(HubError):
+    """The root served by this hub is not the one the admin's offline record names."""

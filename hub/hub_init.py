@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ from hub.database import HubDatabase
 from hub.enrollment import create_token
 from hub.errors import HubConfigError
 from hub.hub_dir import HubDir
-from hub.tuf_repository import HubRepository
+from hub.offline_record import DEFAULT_TARGETS_EXPIRY_DAYS, check_targets_expiry_days
+from hub.token_anchor import pinned_root_sha256
+from hub.tuf_repository import HubRepository, RepositoryExpiry
 
 
 def render_hub_toml(listen: str, public_url: str, seed_listen: str) -> bytes:
@@ -23,9 +26,14 @@ def render_hub_toml(listen: str, public_url: str, seed_listen: str) -> bytes:
 
 
 def initialize_hub(
-    hub_dir: HubDir, offline_keys: Path | None, listen: str, public_url: str, seed_listen: str
+    hub_dir: HubDir, offline_keys: Path | None, listen: str, public_url: str, seed_listen: str,
+    targets_expiry_days: int = DEFAULT_TARGETS_EXPIRY_DAYS,
 ) -> dict[str, Any]:
+    """Also writes offline.toml beside the offline keys: the root v1 hash tokens pin and
+    the targets expiry (hub/offline_record.py)."""
     from hub.config import HubConfig
+
+    check_targets_expiry_days(targets_expiry_days, "--targets-expiry-days")
 
     if hub_dir.root.exists() and any(hub_dir.root.iterdir()):
         raise HubConfigError(f"{hub_dir.root} exists and is not empty; choose another --dir")
@@ -38,10 +46,13 @@ def initialize_hub(
         HubConfig.load(hub_dir.config_file)  # refuse bad --listen values before any key exists
         for directory in (hub_dir.payloads, hub_dir.targets):
             directory.mkdir(parents=True, exist_ok=True)
-        repository = HubRepository.initialize(hub_dir, offline_keys_dir=offline_keys)
+        repository = HubRepository.initialize(
+            hub_dir, offline_keys_dir=offline_keys,
+            expiry=RepositoryExpiry(targets=timedelta(days=targets_expiry_days)))
+        root_v1_sha256 = pinned_root_sha256(repository, offline_keys)
         database = HubDatabase.create(hub_dir.database)
         try:
-            token = create_token(database, repository.root_sha256(), actor="init")
+            token = create_token(database, root_v1_sha256, actor="init")
             with database.transaction() as db:
                 database.audit(db, "init", "hub.init", str(hub_dir.root))
         finally:
@@ -62,6 +73,7 @@ def initialize_hub(
     return {
         "dir": str(hub_dir.root),
         "offline_keys": str(offline_keys or hub_dir.offline_keys),
-        "root_sha256": repository.root_sha256(),
+        "root_sha256": root_v1_sha256,
+        "targets_expiry_days": targets_expiry_days,
         "token": str(token),
     }

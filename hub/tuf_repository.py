@@ -57,12 +57,15 @@ from hub.metadata_signing import (
     sign,
     validate_target_path,
 )
+from hub.offline_record import DEFAULT_TARGETS_EXPIRY_DAYS, OfflineRecord
 from hub.signing_keys import KeyStore
 from hub.target_files import consistent_paths, link_target, remove_links
 
 logger = logging.getLogger(__name__)
 
 ROLLOUT_PATHS = ["rollouts/*"]
+TARGETS_EXPIRY_NOTICE = timedelta(days=3)
+"""Warn this long before the offline-signed targets metadata expires."""
 _HASH_CHUNK = 1024 * 1024
 
 
@@ -75,7 +78,8 @@ class RepositoryExpiry:
     """How long each role's metadata stays valid after it is signed."""
 
     root: timedelta = timedelta(days=365)
-    targets: timedelta = timedelta(days=365)
+    targets: timedelta = timedelta(days=DEFAULT_TARGETS_EXPIRY_DAYS)
+    """The default; the admin's choice is `targets_expiry_days` in offline.toml."""
     rollout: timedelta = timedelta(days=30)
     snapshot: timedelta = timedelta(days=30)
     timestamp: timedelta = timedelta(days=1)
@@ -110,6 +114,7 @@ class HubRepository:
         self.hub_dir = hub_dir
         self.keys = KeyStore(offline_keys_dir or hub_dir.offline_keys, hub_dir.online_keys)
         self._now = now
+        self._expiry_given = expiry is not None
         self.expiry = expiry or RepositoryExpiry()
 
     # -- creating -------------------------------------------------------------------
@@ -154,7 +159,7 @@ class HubRepository:
         )
         # Version 1 everywhere: sign as they are, without the usual bump.
         sign(root, signers["root"], now() + repo.expiry.root)
-        sign(targets, signers["targets"], now() + repo.expiry.targets)
+        sign(targets, signers["targets"], now() + repo.expiry.targets)  # = offline.toml's
         sign(state.rollout, signers[ROLLOUT_ROLE], now() + repo.expiry.rollout)
         files = repo._freshness_files(
             state,
@@ -169,6 +174,9 @@ class HubRepository:
 
         for role, (signer, pem) in new_keys.items():
             repo.keys.store(role, signer, pem)
+        # What tokens pin and how long targets live: the admin's side, not the server's.
+        OfflineRecord(hashlib.sha256(root_bytes).hexdigest(),
+                      max(1, repo.expiry.targets.days)).write(repo.keys.offline_dir)
         hub_dir.targets.mkdir(parents=True, exist_ok=True)
         with repo._locked():
             repo._write(files)
@@ -204,7 +212,7 @@ class HubRepository:
                 else:
                     payloads.append((entry.local_file, paths))
             state.targets.signed.version += 1
-            sign(state.targets, targets_signer, self._now() + self.expiry.targets)
+            sign(state.targets, targets_signer, self._now() + self.targets_lifetime())
             files += self._freshness_files(
                 state, {"targets": serialize(state.targets)}, snapshot_signer, timestamp_signer
             )
@@ -221,6 +229,26 @@ class HubRepository:
             len(entries),
             state.targets.signed.version,
         )
+
+    def resign_targets(self) -> Metadata[Targets]:
+        """Re-sign the targets metadata as it is, with a new version and expiry (now +
+        the offline record's targets_expiry_days), then snapshot and timestamp. Needs
+        the offline release key: `meisitong-hub targets resign` on the admin's side."""
+        with self._locked():
+            state = load_state(self.hub_dir.metadata)
+            targets_signer = self.keys.load_expected(
+                "targets", state.root.signed.roles["targets"].keyids
+            )
+            snapshot_signer, timestamp_signer = self._freshness_signers(state)
+            state.targets.signed.version += 1
+            sign(state.targets, targets_signer, self._now() + self.targets_lifetime())
+            files = self._freshness_files(
+                state, {"targets": serialize(state.targets)}, snapshot_signer, timestamp_signer
+            )
+            self._write(files)
+        logger.info("re-signed targets v%d, expires %s", state.targets.signed.version,
+                    state.targets.signed.expires.isoformat())
+        return state.targets
 
     def set_rollout_document(self, target_path: str, data: bytes) -> None:
         """Publish one group's rollout document through the online `rollout` role.
@@ -305,8 +333,9 @@ class HubRepository:
             def due(md: Metadata[Any], lifetime: timedelta) -> bool:
                 return md.signed.expires - now <= lifetime / 2
 
-            for md, name in ((state.root, "root"), (state.targets, "targets")):
-                if md.signed.expires - now <= timedelta(days=30):
+            for md, name, notice in ((state.root, "root", timedelta(days=30)),
+                                     (state.targets, "targets", TARGETS_EXPIRY_NOTICE)):
+                if md.signed.expires - now <= notice:
                     logger.warning(
                         "%s metadata expires at %s; an admin must re-sign it offline",
                         name,
@@ -353,6 +382,21 @@ class HubRepository:
 
     def root_sha256(self) -> str:
         return hashlib.sha256(self.root_bytes()).hexdigest()
+
+    def root_v1_bytes(self) -> bytes:
+        """The first root metadata as served: enrollment starts from it and chains on."""
+        path = self.hub_dir.metadata / "1.root.json"
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise RepositoryError(f"cannot read {path}: {exc.strerror}") from None
+
+    def targets_lifetime(self) -> timedelta:
+        """How long newly signed targets metadata stays valid: the admin's choice in
+        offline.toml (beside the offline keys), else the default."""
+        if self._expiry_given or not OfflineRecord.path(self.keys.offline_dir).exists():
+            return self.expiry.targets
+        return timedelta(days=OfflineRecord.load(self.keys.offline_dir).targets_expiry_days)
 
     # -- internals ------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ def run(*args, env=None):
 def test_init_keeps_offline_keys_apart_and_private(hub_dir):
     offline = sorted(p.name for p in (hub_dir / "offline-keys").iterdir())
     online = sorted(p.name for p in (hub_dir / "online-keys").iterdir())
-    assert offline == ["root.pem", "targets.pem"]
+    assert offline == ["offline.toml", "root.pem", "targets.pem"]
     assert online == ["rollout.pem", "snapshot.pem", "timestamp.pem"]
     for key in [*(hub_dir / "offline-keys").iterdir(), *(hub_dir / "online-keys").iterdir(),
                 hub_dir / "enrollment-token", hub_dir / "hub.db"]:
