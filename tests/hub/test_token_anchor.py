@@ -121,9 +121,10 @@ def rotate_root_key(hub: HubDir) -> None:
 def agent_config(tmp_path, name: str) -> AgentConfig:
     home = tmp_path / name
     home.mkdir()
+    listen = f"127.0.0.2:{free_port('127.0.0.2')}"
     (home / "agent.toml").write_text(
         f'[agent]\nstate_dir = "{home / "state"}"\nname = "{name}"\ngroup = "lab"\n'
-        f'install_prefix = "{home / "root"}"\n[p2p]\nlisten = "127.0.0.2:{free_port("127.0.0.2")}"\n'
+        f'install_prefix = "{home / "root"}"\n[p2p]\nlisten = "{listen}"\n'
         "local_discovery = false\n")
     return AgentConfig.load(home / "agent.toml")
 
