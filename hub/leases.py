@@ -4,8 +4,8 @@ Flatcar's locksmith uses an etcd semaphore.
 
 A lease has an expiry; its holder renews it while it works and gives it back when done.
 A holder that dies (power cut, kill -9) stops renewing, and its lease is reclaimed once
-expired, so the budget heals by itself. K and the lifetime come from the group's policy
-as the admin signed it (hub/policies.py), never from the asking device.
+expired, so the budget heals by itself. K and the lifetime come from the policy of the
+device's group as the hub has it (hub/policies.py), never from what the device asks.
 
 Requests are signed by the device key and must be recent (`MAX_SKEW`). Store functions
 take `now`, so tests and simulations drive them on a mock clock.
@@ -55,8 +55,10 @@ def acquire_lease(database: HubDatabase, request: LeaseRequest, budget: Disrupti
                   now: datetime) -> LeaseAnswer:
     """Grant (or renew) the device's lease in its scope if fewer than K others hold one."""
     ensure_schema(database)
-    ttl = timedelta(minutes=budget.lease_minutes) if budget else timedelta(
-        seconds=request.ttl_seconds)
+    # The device may ask for less than the policy's lifetime, never for more.
+    ttl = timedelta(seconds=request.ttl_seconds)
+    if budget is not None:
+        ttl = min(ttl, timedelta(minutes=budget.lease_minutes))
     key = (request.group, request.scope)
     with database.transaction() as db:
         expired = db.execute(
@@ -128,6 +130,9 @@ def handle_lease_request(database: HubDatabase, signed: SignedLeaseRequest,
         raise SignatureError(
             f"lease request from {request.device_id} issued at {request.issued_at}: not "
             f"within {MAX_SKEW} of the hub's time (replayed, or a clock is wrong)")
+    # The group is the hub's (enrolled, or assigned by the admin), not the one the
+    # device names: a device claiming a group without a budget must not escape its own.
+    request = request.model_copy(update={"group": device.group})
     if request.action == "release":
         return release_lease(database, request)
     policy = group_policy(database, request.group)

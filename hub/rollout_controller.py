@@ -23,7 +23,9 @@ The rules (README, "Staged rollouts"), in the order they are applied:
    passed: success rate ≥ threshold advances to the next stage; below it halts. Results
    counted here are those of the devices that joined in this stage (the pilots and the
    lowest buckets for stage 1), so every stage is judged on its own evidence.
-3. Otherwise wait: for results, or until the soak ends (`recheck_at`).
+3. Otherwise wait: for results, or until the soak ends (`recheck_at`). A stage with no
+   members advances on its soak only once the rollout has at least one counted result:
+   never on zero results, so no rollout reaches 100 % of a group that nothing was tried on.
 """
 
 from __future__ import annotations
@@ -142,6 +144,16 @@ def decide(evidence: RolloutEvidence, rules: RolloutRules, now: datetime) -> Dec
                 f"{sprt.log_likelihood_ratio:.2f} ≥ {sprt.halt_boundary:.2f})",
                 figures=figures,
             )
+    if stage.members == 0 and not evidence.outcomes:
+        # Soak time is not evidence: an empty `--new-group` rollout went 2 -> 25 -> 100 %
+        # on soak alone, so every device joining later got it with no pilot.
+        return Decision(
+            Verdict.WAIT,
+            f"{stage_name}: no device is in this stage and none has reported yet; an "
+            "empty stage never advances on zero results (enroll or assign devices, name "
+            "pilots with --devices, or `rollout advance` to widen it by hand)",
+            figures=figures,
+        )
     required = required_results(rules, stage)
     figures["stage_required"] = required
     if stage.results < required:

@@ -45,6 +45,7 @@ from agent.wire.release import ReleaseInfo
 log = logging.getLogger(__name__)
 
 LEASE_RETRY_SECONDS = 30.0
+RENEWAL_RETRY_SECONDS = 5.0  # after a renewal the hub could not be asked for
 _SCOPE_SAFE = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 
 
@@ -62,6 +63,20 @@ class HeldLease:
     scope: str
     ttl_seconds: int
     expires_at: str
+    lifetime_seconds: float = 0.0  # as the hub granted it (its policy decides, not ours)
+
+    def renew_at(self) -> datetime | None:
+        """When a third of the granted lifetime has passed, so two renewals can fail
+        before it runs out; None for a lease journaled without an expiry."""
+        if not self.expires_at:
+            return None
+        lifetime = self.lifetime_seconds or self.ttl_seconds
+        return datetime.fromisoformat(self.expires_at) - timedelta(seconds=lifetime * 2 / 3)
+
+    def granted(self, expires_at: str, now: datetime) -> None:
+        self.expires_at = expires_at
+        self.lifetime_seconds = max(1.0, (datetime.fromisoformat(expires_at) - now)
+                                    .total_seconds())
 
 
 class PolicyGate:
@@ -81,6 +96,7 @@ class PolicyGate:
         self._replan = False
         self._changed = trio.Event()
         self._held: dict[str, HeldLease] = self._journaled_leases()
+        self._lease_taken = trio.Event()  # wakes the renewal loop for a new lease
 
     # -- policy ---------------------------------------------------------------------
 
@@ -193,23 +209,46 @@ class PolicyGate:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        """Renew held leases (every third of their lifetime) until cancelled."""
+        """Renew each held lease when a third of its granted lifetime has passed, until
+        cancelled. A lease taken meanwhile wakes the loop, so even a lease shorter than
+        the loop's last nap is renewed in time; a renewal the hub refuses drops the lease,
+        and the next step that needs one (a reboot) waits for a new grant."""
         task_status.started()
+        floor = 1.0
         while True:
-            ttl = min((held.ttl_seconds for held in self._held.values()), default=180)
-            await trio.sleep(max(1.0, ttl / 3))
+            taken = self._lease_taken
+            with trio.move_on_after(self._seconds_until_renewal(floor)):
+                await taken.wait()
+            floor = 1.0
+            now = self.clock.now()
             for release, held in list(self._held.items()):
-                if self.leases is None:
+                due = held.renew_at()
+                if self.leases is None or (due is not None and due > now):
                     continue
                 try:
                     answer = await self.leases.acquire(held.group, held.scope, release,
                                                        held.ttl_seconds)
                 except LeaseUnavailableError as exc:
                     log.warning("cannot renew the lease for %s: %s", release, exc)
+                    floor = RENEWAL_RETRY_SECONDS
                     continue
                 if answer.granted and answer.expires_at:
-                    held.expires_at = answer.expires_at
-                    self._journal_leases()
+                    held.granted(answer.expires_at, self.clock.now())
+                elif self._held.get(release) is held:
+                    log.warning("the hub refused to renew the lease for %s (%s): holding "
+                                "back until it grants a new one", release,
+                                answer.reason or "no reason given")
+                    del self._held[release]
+                self._journal_leases()
+
+    def _seconds_until_renewal(self, floor: float) -> float:
+        now = self.clock.now()
+        dues = [held.renew_at() for held in self._held.values()]
+        seconds = [(due - now).total_seconds() for due in dues if due is not None]
+        return max(floor, min(seconds, default=MAX_NAP_SECONDS))
+
+    def holds_lease(self, release: str) -> bool:
+        return release in self._held
 
     # -- internals ------------------------------------------------------------------------
 
@@ -245,8 +284,13 @@ class PolicyGate:
                 retry = min(retry, datetime.fromisoformat(answer.retry_at))
             return (f"waiting for a disruption-budget lease ({answer.held} of "
                     f"{answer.max_concurrent} held in {where})", retry)
-        self._held[release] = HeldLease(self.group, scope, ttl, answer.expires_at or "")
+        held = HeldLease(self.group, scope, ttl, "")
+        if answer.expires_at:
+            held.granted(answer.expires_at, now)
+        self._held[release] = held
         self._journal_leases()
+        self._lease_taken.set()
+        self._lease_taken = trio.Event()
         return None
 
     async def _give_back(self, release: str) -> None:

@@ -202,3 +202,68 @@ async def test_without_a_lease_nothing_installs_and_the_reason_is_journaled(
         await device.gate.wait_for_install(release, info)
     assert "waiting for a disruption-budget lease" in device.gate.plans()[release]["text"]
     assert 0 < device.gate.seconds_until_next(3600) <= 30
+
+
+async def test_a_lease_shorter_than_the_renewal_nap_is_renewed_in_time(tmp_path,
+                                                                       autojump_clock):
+    """30 s leases while the renewal loop was napping its idle 60 s: the first lease
+    expired mid-install and a second device installed beside the first."""
+    policy = "[disruption]\nmax_concurrent = 1\nlease_minutes = 0.5\n"
+    database = tmp_path / "hub.db"
+    HubDatabase.create(database).close()
+    clock = TrioWallClock(utc(2024, 6, 3, 12))
+    release, info = release_info(published=clock.now())
+    budget = update(policy).policy.disruption
+    first, second = (new_gate(tmp_path, name, clock, policy,
+                              leases=StoreLeases(database, f"dev-{name}", budget, clock))
+                     for name in ("first", "second"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.gate.run)
+        await trio.sleep(5)  # the loop is napping, with nothing held yet
+        await first.gate.wait_for_install(release, info)
+        nursery.start_soon(run_device, second, release, info, 10.0, 1.0)
+        await trio.sleep(600)  # a ten-minute install
+        assert second.installed == [], "the budget of 1 was exceeded"
+        await first.gate.finished(release)
+        await trio.sleep(3 * 60)  # its next try (10 s) and its one-minute install
+        assert second.installed, "the lease given back lets the next device go"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_renewal_drops_the_lease_and_the_reboot_waits_for_a_new_one(
+        tmp_path, autojump_clock):
+    policy = "[disruption]\nmax_concurrent = 1\nlease_minutes = 30\n"
+    database = tmp_path / "hub.db"
+    HubDatabase.create(database).close()
+    clock = TrioWallClock(utc(2024, 6, 3, 12))
+    release, info = release_info(published=clock.now())
+    budget = update(policy).policy.disruption
+    device = new_gate(tmp_path, "node", clock, policy,
+                      leases=StoreLeases(database, "dev-node", budget, clock))
+    other = StoreLeases(database, "dev-other", budget, clock)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(device.gate.run)
+        await device.gate.wait_for_install(release, info)
+        assert device.gate.holds_lease(release)
+        # The hub loses the lease (an admin cleared it, a restored backup) and another
+        # device takes the budget: the renewal is refused.
+        hub = HubDatabase(database)
+        hub.query("DELETE FROM leases WHERE device_id = 'dev-node'")
+        hub.close()
+        assert (await other.acquire("office", "", "other-release", 180)).granted
+        await trio.sleep(15 * 60)  # renewed after a third of the 30 minutes
+        assert not device.gate.holds_lease(release)
+
+        rebooted_at = []
+
+        async def reboot() -> None:
+            await device.gate.wait_for_reboot(release, info)
+            rebooted_at.append(clock.now())
+
+        nursery.start_soon(reboot)
+        await trio.sleep(10 * 60)  # the other lease runs until 12:30
+        assert rebooted_at == [], "no reboot without a lease"
+        await other.release("office", "", "other-release")
+        await trio.sleep(120)
+        assert rebooted_at, "the reboot goes ahead once the budget has room"
+        nursery.cancel_scope.cancel()

@@ -118,3 +118,35 @@ async def test_over_http_the_hub_enforces_the_signed_policy_budget(tmp_path, nur
         await impostor.acquire("cluster", "", "releases/a/1/a.tar", 60)
     nursery.cancel_scope.cancel()
     await trio.sleep(0)
+
+
+async def test_a_device_naming_another_group_is_counted_in_its_own(tmp_path, nursery):
+    """node1 is enrolled in `cluster` (budget 1) and asks as if it were in `lab` (no
+    budget): its lease still takes cluster's one slot, for cluster's lifetime."""
+    hub = await start_hub(tmp_path, nursery)
+    policy_file = tmp_path / "cluster.toml"
+    policy_file.write_text("[disruption]\nmax_concurrent = 1\nlease_minutes = 5\n")
+    set_policy(hub.hub_dir, "cluster", policy_file)
+    first, _ = await start_agent(hub, nursery, "node1", "127.0.0.2", group="cluster")
+    second, _ = await start_agent(hub, nursery, "node2", "127.0.0.3", group="cluster")
+    claimed = await LeaseClient(hub.url, first.identity, 5).acquire(
+        "lab", "", "releases/a/1/a.tar", 86400)
+    assert claimed.granted and claimed.max_concurrent == 1
+    expires = datetime.fromisoformat(claimed.expires_at)
+    assert expires - datetime.now(UTC) < timedelta(minutes=5, seconds=5)
+    assert not (await LeaseClient(hub.url, second.identity, 5).acquire(
+        "cluster", "", "releases/a/1/a.tar", 3600)).granted
+    database = HubDatabase(hub.hub_dir.database)
+    assert [row["grp"] for row in held_leases(database, datetime.now(UTC))] == ["cluster"]
+    database.close()
+    nursery.cancel_scope.cancel()
+    await trio.sleep(0)
+
+
+def test_a_device_may_ask_for_a_shorter_lease_than_the_policy_never_a_longer_one(database):
+    short = ask("a1").model_copy(update={"ttl_seconds": 60})
+    assert acquire_lease(database, short, BUDGET, T0).expires_at == (
+        T0 + timedelta(seconds=60)).isoformat()
+    long = ask("a2").model_copy(update={"ttl_seconds": 86400})
+    assert acquire_lease(database, long, BUDGET, T0).expires_at == (
+        T0 + timedelta(minutes=10)).isoformat()

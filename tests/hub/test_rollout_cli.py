@@ -325,3 +325,12 @@ def test_reasons_that_look_like_console_markup_are_printed_as_text(hub):
     audit = run(hub, "audit")
     assert audit.exit_code == 0, audit.output
     assert reason in audit.output
+
+
+def test_an_empty_new_group_rollout_stays_at_its_first_stage_until_someone_reports(hub):
+    ok(hub, "rollout", "start", "tool", "--group", "kiosks", "--new-group", "--soak", "0s")
+    for _ in range(5):
+        assert apply_rollout_rules(hub).changes == []
+    [status] = ok(hub, "rollout", "status")
+    assert status["stage_percent"] == 2 and status["state"] == "active"
+    assert "never advances on zero results" in status["next"]

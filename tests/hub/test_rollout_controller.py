@@ -68,12 +68,22 @@ def test_a_stage_with_its_results_and_soak_advances():
     assert "widening to 25%" in decision.reason
 
 
-def test_a_small_stage_needs_every_member_and_an_empty_one_only_its_soak():
+def test_a_small_stage_needs_every_member_and_an_empty_one_its_soak_after_earlier_results():
     small = evidence(StageEvidence(members=3, successes=3))
     assert decide(small, RULES, START + timedelta(hours=1)).verdict is Verdict.ADVANCE
-    empty = evidence(StageEvidence(members=0))
-    assert decide(empty, RULES, START).verdict is Verdict.WAIT
-    assert decide(empty, RULES, START + timedelta(hours=1)).verdict is Verdict.ADVANCE
+    empty_after_pilots = evidence(StageEvidence(members=0), [True, True])
+    assert decide(empty_after_pilots, RULES, START).verdict is Verdict.WAIT
+    assert decide(empty_after_pilots, RULES,
+                  START + timedelta(hours=1)).verdict is Verdict.ADVANCE
+
+
+def test_an_empty_stage_never_advances_on_zero_results():
+    """An empty `--new-group` rollout went 2 -> 25 -> 100 % on soak time alone."""
+    nothing = evidence(StageEvidence(members=0), [])
+    for later in (timedelta(hours=1), timedelta(days=30)):
+        decision = decide(nothing, RULES, START + later)
+        assert decision.verdict is Verdict.WAIT
+        assert "never advances on zero results" in decision.reason
 
 
 def test_a_stage_below_threshold_at_its_gate_halts():
