@@ -143,7 +143,7 @@ class AgentDaemon:
             if deployment.state not in BEFORE_ANY_CHANGE:
                 await self._deploy(deployment.release)
         for release in prune_finished_downloads(
-            self.state, self.journal.deployments(), set(self.peers.seeding())
+            self.state, self.journal.deployments(), self.peers.holds_files()
         ):
             log.info("%s: payload no longer seeded, removed from downloads", release)
         self.journal.set_status("activity", "refreshing metadata")

@@ -54,6 +54,7 @@ from agent.snapshots import (
     backend_for_paths,
 )
 from agent.state_dir import StateDir
+from agent.verified_download import fetch_verified_payload
 from agent.wire.release import FileTreeInstall, ReleaseInfo
 from agent.wire.result import Outcome
 
@@ -232,7 +233,10 @@ class DeploymentRun:
                 self.ctx.metadata.download_small_target, self.info.torrent.path
             )
             self.download_dir.mkdir(parents=True, exist_ok=True)
-            downloaded = await self.ctx.peers.download(
+            downloaded = await fetch_verified_payload(
+                self.ctx.peers,
+                self.ctx.metadata,
+                self._target,
                 torrent,
                 self.download_dir,
                 tracker_url=f"{self.ctx.hub_url}/announce",
@@ -240,11 +244,7 @@ class DeploymentRun:
                 web_seed_after=self.ctx.web_seed_after,
                 timeout=self.ctx.download_timeout,
             )
-            await trio.to_thread.run_sync(
-                self.ctx.metadata.verify_payload, downloaded.path, self._target
-            )
-        except PayloadVerificationError as exc:
-            shutil.rmtree(self.download_dir, ignore_errors=True)
+        except PayloadVerificationError as exc:  # rechecked; its files are gone or pruned
             await self._journal(State.FAILED, f"payload refused: {exc}")
             return State.FAILED
         except (DownloadError, MetadataError) as exc:

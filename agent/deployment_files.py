@@ -43,13 +43,14 @@ def finish_cleanup(state_dir: StateDir, default: SnapshotBackend, deployment: De
 
 
 def prune_finished_downloads(
-    state_dir: StateDir, deployments: list[Deployment], seeding: set[str]
+    state_dir: StateDir, deployments: list[Deployment], open_torrents: set[str]
 ) -> list[str]:
     """Delete the payloads of finished deployments that are no longer seeded, so the
     downloads directory does not grow release after release. Returns what was pruned.
 
-    Kept: payloads still seeded to peers, and those of an uncleared revert-failed (an
-    admin may want to look at exactly what was installed)."""
+    Kept: payloads libtorrent may still have open (`open_torrents`, v1 info-hashes: seeded
+    to peers, or removed from the session but not yet closed), and those of an uncleared
+    revert-failed (an admin may want to look at exactly what was installed)."""
     pruned = []
     for deployment in deployments:
         if not deployment.finished or deployment.state is State.REVERT_FAILED:
@@ -62,7 +63,7 @@ def prune_finished_downloads(
             info_hash = ReleaseInfo.from_custom(custom, deployment.release).torrent.info_hash_v1
         except (KeyError, TypeError, AgentError):
             info_hash = ""
-        if info_hash in seeding:
+        if info_hash in open_torrents:
             continue
         shutil.rmtree(directory, ignore_errors=True)
         pruned.append(deployment.release)

@@ -26,8 +26,24 @@ What it guarantees:
   on its own schedule (agent/torrent_network.py, `load_torrent_without_sources`).
 - A payload already complete in `save_dir` (an agent restart) is recognised by
   libtorrent's check of the file and returned without downloading anything.
+- A download returns only once every piece is on disk. libtorrent reports a torrent
+  seeding as soon as its last piece passes its hash check, which it does from its write
+  cache: the last pieces may not be written yet (on a loaded 2-core machine, hashing the
+  file at that moment saw a mismatch in 12 of 20 fast 64 MiB downloads). So `download()`
+  asks libtorrent to flush the torrent's cache and waits for its `cache_flushed_alert`
+  (`flush_timeout`, else DownloadError) before it returns.
+- `download(..., recheck=True)` has libtorrent read the file again and check every piece,
+  then fetches whatever no longer passes: for a file that does not match its signed hash
+  although every piece passed, or one altered on disk. It removes the torrent and adds
+  it again (libtorrent checks a file at add, as after a restart) rather than calling
+  `force_recheck`: that keeps the peer list, whose peers were just disconnected and so
+  are not called again for `min_reconnect_time` (60 s); in tests the download then sat
+  at 99% until the web seed came.
 - After finishing, a torrent is seeded for `seed_time` seconds, then removed from the
-  session by `run()`, which must be running; its file is never deleted here.
+  session by `run()`, which must be running; its file is never deleted here. Removal is
+  asynchronous in libtorrent: until its `torrent_removed_alert` arrives the torrent's
+  files may still be open and written, so `holds_files()` still names it, and
+  `remove()` waits for the alert. Delete a payload only when neither does.
 - A download that times out, fails or is cancelled removes its torrent from the session
   but leaves the partial file, so a retry resumes after libtorrent re-checks it.
 
@@ -67,6 +83,7 @@ _POLL = 0.2
 _REAP_EVERY = 1.0
 _BLOCK = 16 * 1024
 _FINISH_ALERT_WAIT = 2.0
+_ALERT_WAIT_POLL = 0.02
 _ALERTS = (
     lt.alert.category_t.error_notification
     | lt.alert.category_t.status_notification
@@ -106,6 +123,7 @@ class DownloadResult:
     """Pieces that failed their hash check (and were fetched again)."""
     banned_peers: tuple[str, ...] = ()
     """"IP:PORT" of peers libtorrent banned for sending corrupt data."""
+    info_hash_v1: str = ""
 
     @property
     def from_hub(self) -> int:
@@ -126,6 +144,8 @@ class _Torrent:
     hash_failures: int = 0
     banned: set[str] = field(default_factory=set)
     finished_alert_seen: bool = False
+    cache_flushes: int = 0
+    """cache_flushed_alerts seen: libtorrent wrote all it had cached for the torrent."""
 
     def count_block(
         self, endpoint: tuple[str, int], peer_id: bytes, piece: int, block: int
@@ -172,10 +192,13 @@ class PeerSession:
         local_discovery: bool = False,
         seed_time: float = 3600,
         device_id: str | None = None,
+        flush_timeout: float = 120.0,
     ) -> None:
         ip, _port = split_listen(listen)
         if upload_limit < 0 or download_limit < 0 or seed_time < 0:
             raise ConfigError("rate limits and seed time must be >= 0 (0 = unlimited / none)")
+        if flush_timeout <= 0:
+            raise ConfigError("the disk flush timeout must be > 0 seconds")
         specific = ip not in ("0.0.0.0", "::")  # noqa: S104 - a test, not a bind
         settings: lt.settings_pack = {
             "listen_interfaces": listen,
@@ -214,6 +237,9 @@ class PeerSession:
         self._device_id = device_id
         self._torrents: dict[str, _Torrent] = {}
         self._by_handle: dict[Any, _Torrent] = {}
+        self._closing: dict[str, trio.Event] = {}
+        """Removed from the session, torrent_removed_alert not yet seen."""
+        self._flush_timeout = flush_timeout
         self.listen = listen
 
     async def download(
@@ -225,11 +251,16 @@ class PeerSession:
         web_seed_after: float = 10.0,
         timeout: float | None = None,
         on_progress: Callable[[float], None] | None = None,
+        recheck: bool = False,
     ) -> DownloadResult:
-        """Fetch the torrent's single file into `save_dir`; return when it is complete.
+        """Fetch the torrent's single file into `save_dir`; return when it is complete
+        and on disk. With `recheck`, the file already in `save_dir` is checked again
+        piece by piece (the torrent is removed and added again) and what fails is fetched
+        again.
 
         Raises DownloadError if the torrent is invalid, libtorrent reports an error (disk
-        full, unwritable directory) or `timeout` seconds pass first.
+        full, unwritable directory), `timeout` seconds pass first, or the written file
+        is not confirmed on disk within the flush timeout.
         """
         try:
             params, info = load_torrent_without_sources(torrent_bytes)
@@ -241,6 +272,12 @@ class PeerSession:
         path = save_dir / info.name()
         started = trio.current_time()
 
+        # Added again below, checked at add. (Adding it back while libtorrent still
+        # removes it would fail as a duplicate.)
+        again = recheck or (v1 not in self._torrents and v1 in self._closing)
+        if again and not await self.remove(v1):
+            raise DownloadError(f"{name}: libtorrent has not finished removing it; "
+                                    "cannot add it again yet")
         torrent = self._torrents.get(v1)
         owner = torrent is None
         if torrent is None:
@@ -256,6 +293,8 @@ class PeerSession:
             self._torrents[v1] = torrent
             self._by_handle[torrent.handle] = torrent
         handle = torrent.handle
+        if recheck:
+            log.warning("%s: rechecking every piece of the file on disk", name)
 
         web_seed_added = False
         status: Any = None
@@ -299,6 +338,7 @@ class PeerSession:
         if not done:
             raise DownloadError(self._timeout_message(torrent, status, timeout, web_seed_url,
                                                       web_seed_added))
+        await self._wait_on_disk(torrent)
         if torrent.seed_until is None:
             torrent.seed_until = trio.current_time() + self._seed_time
         if web_seed_added:
@@ -320,6 +360,7 @@ class PeerSession:
             from_hub_seeder=from_seeder,
             hash_failures=torrent.hash_failures,
             banned_peers=tuple(sorted(torrent.banned)),
+            info_hash_v1=v1,
         )
         log.info(
             "%s: complete in %.1f s, %d bytes (%d from peers, %d from the hub's seeder, "
@@ -354,15 +395,61 @@ class PeerSession:
             f"{web}{tracker}"
         )
 
+    async def _wait_on_disk(self, torrent: _Torrent) -> None:
+        """Return once libtorrent has written everything it had cached for `torrent`.
+
+        Alerts are drained just before the request, so a flush counted afterwards was
+        posted after it. (libtorrent also flushes by itself when a torrent finishes; if
+        that alert lands between the drain and the request it is counted instead, which is
+        as good: that flush too was queued after the last piece had passed.)"""
+        self._drain_alerts()
+        before = torrent.cache_flushes
+        started = trio.current_time()
+        torrent.handle.flush_cache()
+        with trio.move_on_after(self._flush_timeout):
+            while torrent.cache_flushes == before:
+                await trio.sleep(_ALERT_WAIT_POLL)
+                self._drain_alerts()
+            log.debug("%s: on disk %.3f s after it was complete", torrent.name,
+                      trio.current_time() - started)
+            return
+        raise DownloadError(
+            f"{torrent.name}: complete, but libtorrent did not confirm it had written it to "
+            f"disk within {self._flush_timeout:.0f} s (no cache_flushed_alert)"
+        )
+
     def _drop(self, v1: str) -> None:
         torrent = self._torrents.pop(v1, None)
         if torrent is not None:
             self._by_handle.pop(torrent.handle, None)
+            self._closing.setdefault(v1, trio.Event())
             self._session.remove_torrent(torrent.handle)
+
+    async def remove(self, info_hash_v1: str, timeout: float = 30.0) -> bool:
+        """Stop seeding a torrent and wait until libtorrent has closed its files (its
+        torrent_removed_alert); True once it has, False if that takes over `timeout` s
+        (its files may then still be in use). Its file is left where it is."""
+        self._drop(info_hash_v1)
+        removed = self._closing.get(info_hash_v1)
+        if removed is None:
+            return True
+        with trio.move_on_after(timeout):
+            while not removed.is_set():
+                await trio.sleep(_ALERT_WAIT_POLL)
+                self._drain_alerts()
+            return True
+        log.warning("%s: libtorrent has not confirmed its removal after %.0f s",
+                    info_hash_v1, timeout)
+        return False
 
     def seeding(self) -> list[str]:
         """v1 info-hashes (hex) of the torrents this session holds."""
         return list(self._torrents)
+
+    def holds_files(self) -> set[str]:
+        """v1 info-hashes (hex) of the torrents whose files libtorrent may have open:
+        those it holds and those removed whose removal it has not confirmed yet."""
+        return set(self._torrents) | set(self._closing)
 
     def add_peer(self, info_hash_v1: str, ip: str, port: int) -> bool:
         """Point a torrent of this session at a peer found without the tracker (site
@@ -379,8 +466,7 @@ class PeerSession:
         task_status.started()
         next_reap = trio.current_time()
         while True:
-            for alert in self._session.pop_alerts():
-                self._on_alert(alert)
+            self._drain_alerts()
             now = trio.current_time()
             if now >= next_reap:
                 next_reap = now + _REAP_EVERY
@@ -390,6 +476,10 @@ class PeerSession:
                         self._drop(v1)
             await trio.sleep(_POLL)
 
+    def _drain_alerts(self) -> None:
+        for alert in self._session.pop_alerts():
+            self._on_alert(alert)
+
     def _on_alert(self, alert: Any) -> None:
         if isinstance(alert, lt.block_finished_alert):
             torrent = self._by_handle.get(alert.handle)
@@ -398,8 +488,14 @@ class PeerSession:
                     alert.endpoint, alert.pid.to_bytes(), alert.piece_index, alert.block_index
                 )
             return
+        if isinstance(alert, lt.torrent_removed_alert):
+            removed = self._closing.pop(str(alert.info_hashes.v1), None)
+            if removed is not None:
+                removed.set()
         if isinstance(alert, lt.torrent_alert):
             torrent = self._by_handle.get(alert.handle)
+            if torrent is not None and isinstance(alert, lt.cache_flushed_alert):
+                torrent.cache_flushes += 1
             if torrent is not None and isinstance(alert, lt.hash_failed_alert):
                 torrent.hash_failures += 1
             if torrent is not None and isinstance(alert, lt.peer_ban_alert):

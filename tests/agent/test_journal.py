@@ -89,7 +89,7 @@ def test_payloads_of_finished_deployments_are_pruned_once_no_longer_seeded(tmp_p
             journal.transition(release, final)
         (state.downloads / deployment_key(release)).mkdir()
         (state.downloads / deployment_key(release) / "payload").write_bytes(b"x")
-    pruned = prune_finished_downloads(state, journal.deployments(), seeding={"b" * 40})
+    pruned = prune_finished_downloads(state, journal.deployments(), open_torrents={"b" * 40})
     assert pruned == ["releases/a/1/a.tar"]
     assert not (state.downloads / deployment_key("releases/a/1/a.tar")).exists()
     assert (state.downloads / deployment_key("releases/b/1/b.tar")).exists()
