@@ -175,6 +175,7 @@ def status(hub_dir: str | None, as_json: bool) -> None:
     """Every release's rollouts and each device's result."""
     from hub.database import HubDatabase
     from hub.status_report import status_report
+    from hub.targets_expiry import targets_expiry
 
     directory = HubDir(resolve_hub_dir(hub_dir))
     directory.require_initialized()
@@ -183,9 +184,12 @@ def status(hub_dir: str | None, as_json: bool) -> None:
         report = status_report(database)
     finally:
         database.close()
+    report["targets"] = targets_expiry(directory).as_dict()
     if as_json:
         emit_json(report)
         return
+    if report["targets"]["warning"]:
+        errors.print(f"warning: {report['targets']['warning']}")
     if not report["releases"]:
         console.print("no releases published yet")
     for release in report["releases"]:
@@ -223,6 +227,9 @@ def _register_command_groups() -> None:
 
     for command in (policy, plan):
         main.add_command(command)
+    from hub.cli_targets import targets
+
+    main.add_command(targets)
 
 
 _register_command_groups()

@@ -51,7 +51,9 @@ def test_init_refuses_a_directory_in_use(hub_dir):
 def test_dir_comes_from_environment_when_not_given(hub_dir):
     result = run("status", "--json", env={"MEISITONG_HUB_DIR": str(hub_dir)})
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"releases": [], "devices": []}
+    body = json.loads(result.output)
+    assert body["releases"] == [] and body["devices"] == []
+    assert body["targets"]["version"] == 1 and body["targets"]["warning"] == ""
 
 
 def test_publish_then_rollout_shows_in_status_and_audit(hub_dir, tmp_path):
