@@ -5,7 +5,9 @@ outbox loop that delivers signed results until the hub has them, and the main lo
 first finishes whatever the journal says was interrupted, then refreshes signed
 metadata, selects the rollouts that apply to this device, and deploys them one by one.
 A failure of one cycle (hub unreachable, bad metadata) is logged and retried; the
-daemon keeps running.
+daemon keeps running. So does any exception we did not foresee in a cycle or a delivery:
+the data behind it came from the hub or a peer, and may be hostile (issue 12); it is
+logged with its traceback and shown in `status`, and the next cycle comes as planned.
 """
 
 from __future__ import annotations
@@ -130,6 +132,10 @@ class AgentDaemon:
             except AgentError as exc:
                 log.error("%s", exc)
                 self.journal.set_status("last_error", str(exc))
+            except Exception as exc:  # noqa: BLE001 - no hub or peer input may end the daemon
+                log.exception("cycle failed unexpectedly; the daemon goes on")
+                self.journal.set_status("last_error", f"unexpected {type(exc).__name__}: "
+                                                      f"{str(exc)[:500]}")
             self.journal.set_status("activity", "idle")
             # Until the next metadata refresh, or earlier when a planned time comes.
             await self.gate.sleep(self.config.agent.poll_interval)
@@ -231,6 +237,9 @@ class AgentDaemon:
             # sets it, so it goes out at once rather than after the retry delay.
             results_waiting = trio.Event()
             self.ctx.on_result = results_waiting.set
-            await self.deliver_results()
+            try:
+                await self.deliver_results()
+            except Exception:  # noqa: BLE001 - no hub answer may end the daemon
+                log.exception("delivering results failed unexpectedly; retried later")
             with trio.move_on_after(OUTBOX_RETRY_SECONDS):
                 await results_waiting.wait()

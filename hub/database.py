@@ -2,7 +2,7 @@
 
 SQLite in WAL mode by default (one file, zero set-up). The CLI and the serving process
 open it side by side; every write is a short transaction. Result ingestion is idempotent
-on the record id, so relays may deliver a record any number of times.
+on (device, record id), so relays may deliver a record any number of times.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.sqlite_durable import immediate_transaction, open_durable
+from hub.results_identity import RESULTS_INDEX, RESULTS_TABLE, upgrade_results_table
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -60,18 +61,7 @@ CREATE TABLE IF NOT EXISTS rollouts (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (release, grp)
 );
-CREATE TABLE IF NOT EXISTS results (
-    record_id TEXT PRIMARY KEY,
-    device_id TEXT NOT NULL,
-    release TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS results_by_release ON results (release, device_id);
+""" + RESULTS_TABLE.format(name="results") + ";\n" + RESULTS_INDEX + """;
 CREATE TABLE IF NOT EXISTS transfer_stats (
     release TEXT NOT NULL,
     channel TEXT NOT NULL,
@@ -115,6 +105,7 @@ class HubDatabase:
         self.path = path
         self._db = open_durable(path)
         self._db.row_factory = sqlite3.Row
+        upgrade_results_table(self._db)
 
     @classmethod
     def create(cls, path: Path) -> HubDatabase:

@@ -1,4 +1,5 @@
-"""Ingest device-signed result records, idempotently, dropping any that do not verify."""
+"""Ingest device-signed result records, idempotently per (device, record id), dropping any
+that do not verify (see `results_identity` for why the device is part of the key)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class IngestOutcome:
 
 
 def ingest_result(database: HubDatabase, signed: SignedResult) -> IngestOutcome:
-    """Verify against the enrolled device key, then store once per record id.
+    """Verify against the enrolled device key, then store once per (device, record id).
 
     Raises UnknownDeviceError or SignatureError; nothing is stored then.
     """
@@ -38,7 +39,7 @@ def ingest_result(database: HubDatabase, signed: SignedResult) -> IngestOutcome:
         cursor = db.execute(
             "INSERT INTO results (record_id, device_id, release, outcome, reason, started_at, "
             "finished_at, received_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(record_id) DO NOTHING",
+            "ON CONFLICT(device_id, record_id) DO NOTHING",
             (
                 record.record_id, record.device_id, record.release, record.outcome,
                 record.reason, record.started_at, record.finished_at, utc_now(),

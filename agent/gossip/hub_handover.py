@@ -7,7 +7,6 @@ marked handed over and never asked about again.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -16,15 +15,17 @@ import httpx
 from agent.errors import WireFormatError
 from agent.gossip.store import GossipStore
 from agent.wire.decoding import decode_json
-from agent.wire.gossip import MAX_RELAYED_RESULTS
+from agent.wire.gossip import MAX_RELAYED_RESULTS, BatchAnswer, MissingAnswer, RecordKey
+from agent.wire.validation import ModelT, parse_model
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Handover:
-    held: list[str] = field(default_factory=list)
-    """Record ids the hub now holds (stored by this call, or before)."""
+    held: list[tuple[str, str]] = field(default_factory=list)
+    """(device, record id) of results the hub now holds (stored by this call, or before).
+    Never a record id alone: another device's record under the same id is not ours."""
     stored: int = 0
     refused: int = 0
 
@@ -34,36 +35,49 @@ class HubUnreachableError(Exception):
 
 
 async def hand_over(store: GossipStore, hub_url: str, timeout: float) -> Handover:
-    """One pass; raises HubUnreachableError if the hub cannot be asked."""
+    """One pass; raises HubUnreachableError if the hub cannot be asked or answers
+    something that is not the format."""
     outcome = Handover()
     pending = store.not_handed_over(limit=4 * MAX_RELAYED_RESULTS)
     if not pending:
         return outcome
-    by_id = {record.key: record for record in pending}
+    by_key = {(record.origin, record.key): record for record in pending}
+    keys = [RecordKey(device_id=origin, record_id=key) for origin, key in by_key]
     async with httpx.AsyncClient(base_url=hub_url.rstrip("/"), timeout=timeout) as client:
-        answer = await _post(client, "/api/v1/results/missing", {"record_ids": list(by_id)})
-        missing = [i for i in answer.get("missing", []) if i in by_id]
-        done = [i for i in by_id if i not in set(missing)]
+        answer = _parse(MissingAnswer, await _post(
+            client, "/api/v1/results/missing", {"records": [k.model_dump() for k in keys]}))
+        missing = [pair for k in answer.missing_records
+                   if (pair := (k.device_id, k.record_id)) in by_key]
+        lacking = set(missing)
+        done = [pair for pair in by_key if pair not in lacking]
         outcome.held.extend(done)
         for start in range(0, len(missing), MAX_RELAYED_RESULTS):
             chunk = missing[start:start + MAX_RELAYED_RESULTS]
-            body = {"results": [json.loads(by_id[i].body) for i in chunk]}
-            answer = await _post(client, "/api/v1/results/batch", body)
-            stored = answer.get("stored", [])
-            held = stored + answer.get("duplicate", [])
-            refused = [r.get("record_id") for r in answer.get("refused", [])]
-            outcome.stored += len(stored)
+            body = {"results": [decode_json(by_key[pair].body, "stored result")
+                                for pair in chunk]}
+            batch = _parse(BatchAnswer, await _post(client, "/api/v1/results/batch", body))
+            held = [pair for k in batch.held if (pair := (k.device_id, k.record_id)) in by_key]
+            refused = [pair for r in batch.refused
+                       if (pair := (r.device_id, r.record_id)) in by_key]
+            outcome.stored += len(batch.stored)
             outcome.refused += len(refused)
             outcome.held.extend(held)
-            done.extend(i for i in held + refused if i in by_id)
-    store.mark_handed_over([(by_id[i].origin, i) for i in done])
+            done.extend(held + refused)
+    store.mark_handed_over(done)
     if outcome.stored or outcome.refused:
         log.info("handed %d relayed result(s) to the hub (%d refused)",
                  outcome.stored, outcome.refused)
     return outcome
 
 
-async def _post(client: httpx.AsyncClient, path: str, body: object) -> dict:  # type: ignore[type-arg]
+def _parse(model: type[ModelT], answer: object) -> ModelT:
+    try:
+        return parse_model(model, answer, f"hub answer ({model.__name__})")
+    except WireFormatError as exc:
+        raise HubUnreachableError(str(exc)) from None
+
+
+async def _post(client: httpx.AsyncClient, path: str, body: object) -> object:
     try:
         response = await client.post(path, json=body)
     except httpx.HTTPError as exc:
@@ -71,7 +85,6 @@ async def _post(client: httpx.AsyncClient, path: str, body: object) -> dict:  # 
     if response.status_code != 200:
         raise HubUnreachableError(f"hub answered {path} with HTTP {response.status_code}")
     try:
-        answer = decode_json(response.content, f"hub answer to {path}")
+        return decode_json(response.content, f"hub answer to {path}")
     except WireFormatError as exc:
         raise HubUnreachableError(str(exc)) from None
-    return answer if isinstance(answer, dict) else {}

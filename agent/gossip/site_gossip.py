@@ -8,7 +8,9 @@ Every `interval` (jittered) it
 - points every torrent of the libtorrent session at the site members' libtorrent
   addresses, so payloads flow between peers with the tracker (the hub) down.
 Every `hub_sync_interval` it hands the hub the results it lacks, its own and relayed; a
-result of its own the hub confirms is marked delivered in the journal, whoever carried it.
+result of its own the hub confirms (by this device's id and the record id: another
+device may sign a record under the same id) is marked delivered in the journal, whoever
+carried it.
 
 It needs the certificate the hub issued at enrollment; without one gossip is off (and
 says so), and everything else works as before.
@@ -153,8 +155,9 @@ class SiteGossip:
             log.debug("relayed results wait: %s", exc)
             return
         waiting = {record_id for record_id, _body in self.journal.undelivered()}
-        for record_id in handover.held:
-            if record_id in waiting:
+        own = self.node.device_id
+        for device_id, record_id in handover.held:
+            if device_id == own and record_id in waiting:
                 self.journal.mark_delivered(record_id)
 
     async def _hub_loop(self) -> None:

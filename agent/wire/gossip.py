@@ -21,7 +21,7 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import SignatureError
 from agent.wire.canonical import canonical_json
@@ -120,10 +120,44 @@ class FileAnswer(StrictModel):
     length: int = Field(default=0, ge=0)
 
 
-class RecordIds(StrictModel):
-    """Relay → hub: which of these results do you lack?"""
+class RecordKey(StrictModel):
+    """What identifies a result everywhere: its device and the id that device gave it.
+    A record id alone is not enough: any device can sign a record under another's id."""
 
-    record_ids: list[str] = Field(max_length=4 * MAX_RELAYED_RESULTS)
+    device_id: str = Field(pattern=r"^[0-9a-z-]{4,64}$")
+    record_id: str = Field(pattern=r"^[0-9a-f-]{8,64}$")
+
+
+class RecordIds(StrictModel):
+    """Relay → hub: which of these results do you lack? (`record_ids` is what relays
+    older than (device, record id) keys send; it is answered in `missing`.)"""
+
+    records: list[RecordKey] = Field(default_factory=list, max_length=4 * MAX_RELAYED_RESULTS)
+    record_ids: list[str] = Field(default_factory=list, max_length=4 * MAX_RELAYED_RESULTS)
+
+
+class _HubAnswer(BaseModel):
+    """Answers from the hub: unknown keys are ignored (a newer hub may add some)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MissingAnswer(_HubAnswer):
+    missing_records: list[RecordKey] = Field(max_length=4 * MAX_RELAYED_RESULTS)
+
+
+class RefusedResult(_HubAnswer):
+    device_id: str = ""
+    record_id: str = ""
+    error: str = ""
+
+
+class BatchAnswer(_HubAnswer):
+    """`stored` and `duplicate` (record ids) are for relays older than `held`."""
+
+    held: list[RecordKey] = Field(max_length=MAX_RELAYED_RESULTS)
+    refused: list[RefusedResult] = Field(default_factory=list, max_length=MAX_RELAYED_RESULTS)
+    stored: list[str] = Field(default_factory=list, max_length=MAX_RELAYED_RESULTS)
 
 
 class RelayedResults(StrictModel):
