@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hub.cli_common import (
+    admin_actor,
     console,
     emit_json,
     errors,
@@ -52,7 +53,7 @@ def init(hub_dir: str | None, offline_keys: Path | None, listen: str, public_url
 
     created = initialize_hub(
         HubDir(resolve_hub_dir(hub_dir)), offline_keys, listen, public_url, seed_listen,
-        targets_expiry_days,
+        targets_expiry_days, actor=admin_actor(),
     )
     if as_json:
         emit_json(created)
@@ -101,6 +102,7 @@ def token_create(hub_dir: str | None, valid_for: str | None, max_uses: int | Non
     try:
         created = create_token(
             database, pin, parse_duration(valid_for) if valid_for else None, max_uses,
+            actor=admin_actor(),
         )
     finally:
         database.close()
@@ -137,7 +139,8 @@ def publish(hub_dir: str | None, release_file: Path, payload: Path,
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
-        published = publish_release(directory, release_file, payload, offline_keys, progress)
+        published = publish_release(directory, release_file, payload, offline_keys, progress,
+                                    actor=admin_actor())
     if as_json:
         emit_json(published.__dict__)
         return

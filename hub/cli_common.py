@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -51,6 +52,14 @@ def friendly_errors(command: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def admin_actor() -> str:
+    """Who the audit log says did it: the admin's login on the hub machine."""
+    try:
+        return f"admin:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "admin"
 
 
 def emit_json(data: Any) -> None:

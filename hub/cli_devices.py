@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from hub.cli_common import (
+    admin_actor,
     console,
     emit_json,
     friendly_errors,
@@ -63,7 +64,7 @@ def devices_group(hub_dir: str | None, device: str, group: str, offline_keys: st
     from hub.policies import assign_group
 
     assign_group(initialized_hub(hub_dir), device, group,
-                 Path(offline_keys) if offline_keys else None)
+                 Path(offline_keys) if offline_keys else None, actor=admin_actor())
     console.print(f"device {device} is now in group {group} (signed assignment published)")
 
 

@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from hub.cli_common import (
+    admin_actor,
     console,
     emit_json,
     friendly_errors,
@@ -37,7 +38,8 @@ def policy_set(hub_dir: str | None, group: str, policy_file: Path, offline_keys:
     """Validate POLICY_FILE (TOML) and publish it, signed, as GROUP's policy."""
     from hub.policies import set_policy
 
-    stored = set_policy(initialized_hub(hub_dir), group, policy_file, offline_keys)
+    stored = set_policy(initialized_hub(hub_dir), group, policy_file, offline_keys,
+                        actor=admin_actor())
     if as_json:
         emit_json({"group": group, "sha256": stored.sha256, "set_at": stored.set_at})
     else:

@@ -3,13 +3,13 @@ watch them, and step in by hand (advance, pause, resume, abort)."""
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 import click
 from rich.text import Text
 
 from hub.cli_common import (
+    admin_actor,
     console,
     emit_json,
     friendly_errors,
@@ -24,14 +24,6 @@ from hub.rollout_rules import (
     DEFAULT_SUCCESS_THRESHOLD,
     HaltTest,
 )
-
-
-def admin_actor() -> str:
-    """Who the audit log says did it: the admin's login on the hub machine."""
-    try:
-        return f"admin:{getpass.getuser()}"
-    except (OSError, KeyError):
-        return "admin"
 
 
 def _int_list(_ctx: Any, _param: Any, value: str | None) -> tuple[int, ...] | None:

@@ -27,7 +27,7 @@ def render_hub_toml(listen: str, public_url: str, seed_listen: str) -> bytes:
 
 def initialize_hub(
     hub_dir: HubDir, offline_keys: Path | None, listen: str, public_url: str, seed_listen: str,
-    targets_expiry_days: int = DEFAULT_TARGETS_EXPIRY_DAYS,
+    targets_expiry_days: int = DEFAULT_TARGETS_EXPIRY_DAYS, actor: str = "init",
 ) -> dict[str, Any]:
     """Also writes offline.toml beside the offline keys: the root v1 hash tokens pin and
     the targets expiry (hub/offline_record.py)."""
@@ -52,9 +52,9 @@ def initialize_hub(
         root_v1_sha256 = pinned_root_sha256(repository, offline_keys)
         database = HubDatabase.create(hub_dir.database)
         try:
-            token = create_token(database, root_v1_sha256, actor="init")
+            token = create_token(database, root_v1_sha256, actor=actor)
             with database.transaction() as db:
-                database.audit(db, "init", "hub.init", str(hub_dir.root))
+                database.audit(db, actor, "hub.init", str(hub_dir.root))
         finally:
             database.close()
         write_private(hub_dir.enrollment_token, f"{token}\n".encode())

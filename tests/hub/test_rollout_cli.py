@@ -334,3 +334,20 @@ def test_an_empty_new_group_rollout_stays_at_its_first_stage_until_someone_repor
     [status] = ok(hub, "rollout", "status")
     assert status["stage_percent"] == 2 and status["state"] == "active"
     assert "never advances on zero results" in status["next"]
+
+
+def test_every_admin_change_is_audited_with_the_admins_login(hub, tmp_path):
+    import getpass
+
+    device = enroll(hub, "lab-1", "lab").device_id
+    (tmp_path / "lab.toml").write_text("paused = false\n")
+    assert run(hub, "policy", "set", "lab", str(tmp_path / "lab.toml")).exit_code == 0
+    assert run(hub, "devices", "group", device, "office").exit_code == 0
+    assert run(hub, "token", "create").exit_code == 0
+    ok(hub, "rollout", "start", "tool", "--group", "office")
+    audit = ok(hub, "audit")
+    by_action = {row["action"]: row["actor"] for row in audit}
+    expected = f"admin:{getpass.getuser()}"
+    for action in ("hub.init", "release.publish", "policy.set", "device.group",
+                   "token.create", "rollout.start"):
+        assert by_action.get(action) == expected, (action, by_action)
