@@ -90,7 +90,10 @@ def run(config_file: Path) -> None:
 @friendly_errors
 def status(config_file: Path, as_json: bool) -> None:
     """What the daemon is doing, and the history of deployments."""
+    from datetime import UTC, datetime
+
     from agent.journal import Journal
+    from agent.metadata_expiry import targets_expiry_warning
     from agent.state_dir import StateDir
 
     config = AgentConfig.load(config_file)
@@ -125,6 +128,8 @@ def status(config_file: Path, as_json: bool) -> None:
         journal.close()
     # Per pending release: its next eligible time and why (journaled by agent/policy/gate).
     report["plans"] = json.loads(report["status"].pop("plans", "") or "{}")
+    report["targets_expiry_warning"] = targets_expiry_warning(state.metadata,
+                                                              datetime.now(UTC))
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
         return
@@ -133,6 +138,8 @@ def status(config_file: Path, as_json: bool) -> None:
     for key in ("daemon", "activity", "metadata", "hold", "last_error", "alert"):
         if report["status"].get(key):
             click.echo(f"{key:<8} {report['status'][key]}")
+    if report["targets_expiry_warning"]:
+        click.echo(f"warning  {report['targets_expiry_warning']}")
     click.echo(f"results delivered {delivered}, waiting {waiting}")
     for d in report["deployments"]:
         click.echo(f"  {d['updated_at']}  {d['state']:<13} {d['release']}  {d['reason']}")
