@@ -20,6 +20,7 @@ import trio
 from agent.config import AgentConfig
 from agent.deployment import DeploymentContext, DeploymentRun, RetryLater, start_deployment
 from agent.deployment_files import prune_finished_downloads
+from agent.deployment_supersede import supersede_waiting
 from agent.device_identity import DeviceIdentity
 from agent.errors import AgentError, MetadataError, TargetNotFoundError, WireFormatError
 from agent.gossip import SiteGossip, refresh_metadata
@@ -108,7 +109,9 @@ class AgentDaemon:
 
     async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         self.journal.set_status("daemon", f"running, pid {os.getpid()}, since {utc_now()}")
-        prepare_start(self.ctx)  # boot counter, leftovers of deployments cut short
+        # Boot counter, deployments superseded before a crash, leftovers of those cut short.
+        for release in prepare_start(self.ctx):
+            await self.gate.finished(release)
         log.info("agent %s (group %s, site %s) using hub %s", self.identity.device_id,
                  self.config.agent.group, self.config.agent.site, self.hub_url)
         try:
@@ -216,6 +219,10 @@ class AgentDaemon:
             log.warning("%s: will retry: %s", release, exc)
             return
         log.info("%s: %s %s", release, finished.state, finished.reason)
+        if finished.state is State.COMMITTED:
+            # Older deployments of this name waiting for a window would now be downgrades.
+            for superseded in supersede_waiting(self.ctx, finished.name):
+                await self.gate.finished(superseded)
 
     async def deliver_results(self) -> int:
         """Send what the outbox holds until the hub has it all or cannot be reached;

@@ -29,6 +29,7 @@ from agent.crash_points import CrashPoints, crash_points
 from agent.deployment_files import deployment_key, finish_cleanup
 from agent.deployment_gate import AlwaysAllow, DeploymentGate
 from agent.deployment_result import OUTCOME_OF, signed_result
+from agent.deployment_supersede import superseded_reason
 from agent.device_identity import DeviceIdentity
 from agent.disk_space import SpaceNeed, check_free_space, tree_bytes
 from agent.errors import (
@@ -42,7 +43,7 @@ from agent.health_checks import run_health_checks
 from agent.install_prefix import InstallPrefix
 from agent.installers import Installer, installer_for
 from agent.journal import Deployment, Journal
-from agent.lifecycle import TERMINAL, ResumeFacts, State, resume_state
+from agent.lifecycle import BEFORE_INSTALL, TERMINAL, ResumeFacts, State, resume_state
 from agent.metadata_client import MetadataClient
 from agent.peer_session import PeerSession
 from agent.reboot import RebootAdapter, SystemReboot
@@ -184,6 +185,9 @@ class DeploymentRun:
             State.REVERTING: self._reverting,
         }
         while state not in TERMINAL:
+            if state in BEFORE_INSTALL and await self._superseded():
+                state = State.SUPERSEDED
+                continue
             self.ctx.on_activity(f"{state.value} {self.release}")
             state = await steps[state]()
         self.ctx.on_result()
@@ -217,6 +221,19 @@ class DeploymentRun:
                 log.warning("%s: found in %s: %s", self.release, current.state, why)
             self.ctx.crash.after_resume(self.release, state.value)
         return state
+
+    async def _superseded(self) -> bool:
+        """The downgrade check, before every step up to installing: what is installed may
+        have changed since the deployment was created (a newer release committed while
+        this one waited). If this release would now replace a newer or equal version, end
+        it superseded, nothing changed (agent/deployment_supersede.py)."""
+        manifest = self.info.manifest
+        refusal = manifest.refuses_to_replace(self.ctx.journal.installed_version(manifest.name))
+        if refusal is None:
+            return False
+        log.warning("%s: %s", self.release, superseded_reason(refusal))
+        await self._journal(State.SUPERSEDED, superseded_reason(refusal))
+        return True
 
     async def _pending(self) -> State:
         await self._journal(State.SCHEDULED)
@@ -291,6 +308,12 @@ class DeploymentRun:
             shutil.rmtree(self.snapshot_store, ignore_errors=True)
             await self._journal(State.FAILED, f"snapshot failed, nothing changed: {exc}")
             return State.FAILED
+        if await self._superseded():  # the last moment before the device changes
+            try:
+                await trio.to_thread.run_sync(backend.discard, manifest)
+            except AgentError as exc:
+                log.warning("%s: snapshot not discarded: %s", self.release, exc)
+            return State.SUPERSEDED
         await self._journal(State.INSTALLING, snapshot=manifest.to_json())
         return State.INSTALLING
 

@@ -19,6 +19,7 @@ OUTCOME_OF: dict[State, Outcome] = {
     State.REVERTED: Outcome.REVERTED,
     State.REVERT_FAILED: Outcome.REVERT_FAILED,
     State.FAILED: Outcome.FAILED,
+    State.SUPERSEDED: Outcome.SUPERSEDED,
 }
 
 

@@ -8,6 +8,8 @@ facts (see `resume_state`): nothing here touches the disk or the network.
         → [rebooting] → checking → committed
     on failure: → reverting → reverted | revert-failed
     before anything changed on the device: → failed
+    before installing, once what is installed makes the release a downgrade (a newer
+    version committed while it waited): → superseded (nothing changed)
 """
 
 from __future__ import annotations
@@ -30,17 +32,20 @@ class State(StrEnum):
     REVERTED = "reverted"
     REVERT_FAILED = "revert-failed"
     FAILED = "failed"
+    SUPERSEDED = "superseded"
 
 
 S = State
+# Every state before installing may end in superseded: the release would now replace a
+# newer installed version (agent/deployment_supersede.py). Nothing was changed.
 TRANSITIONS: dict[State, frozenset[State]] = {
-    S.PENDING: frozenset({S.SCHEDULED, S.FAILED}),
+    S.PENDING: frozenset({S.SCHEDULED, S.FAILED, S.SUPERSEDED}),
     # A download that could not finish goes back to waiting; nothing was changed.
-    S.SCHEDULED: frozenset({S.DOWNLOADING, S.FAILED}),
-    S.DOWNLOADING: frozenset({S.VERIFIED, S.SCHEDULED, S.FAILED}),
-    S.VERIFIED: frozenset({S.SNAPSHOTTING, S.FAILED}),
+    S.SCHEDULED: frozenset({S.DOWNLOADING, S.FAILED, S.SUPERSEDED}),
+    S.DOWNLOADING: frozenset({S.VERIFIED, S.SCHEDULED, S.FAILED, S.SUPERSEDED}),
+    S.VERIFIED: frozenset({S.SNAPSHOTTING, S.FAILED, S.SUPERSEDED}),
     # Back to verified only in recovery: a partial snapshot is dropped and taken again.
-    S.SNAPSHOTTING: frozenset({S.INSTALLING, S.VERIFIED, S.FAILED}),
+    S.SNAPSHOTTING: frozenset({S.INSTALLING, S.VERIFIED, S.FAILED, S.SUPERSEDED}),
     S.INSTALLING: frozenset({S.REBOOTING, S.CHECKING, S.REVERTING}),
     S.REBOOTING: frozenset({S.CHECKING, S.REVERTING}),
     S.CHECKING: frozenset({S.COMMITTED, S.REVERTING}),
@@ -49,9 +54,17 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.REVERTED: frozenset(),
     S.REVERT_FAILED: frozenset(),
     S.FAILED: frozenset(),
+    S.SUPERSEDED: frozenset(),
 }
 
 TERMINAL: frozenset[State] = frozenset(s for s, nexts in TRANSITIONS.items() if not nexts)
+
+BEFORE_INSTALL: frozenset[State] = frozenset(
+    {S.PENDING, S.SCHEDULED, S.DOWNLOADING, S.VERIFIED, S.SNAPSHOTTING}
+)
+"""States in which nothing on the device has changed yet: the downgrade check
+(`ReleaseManifest.refuses_to_replace`) holds before each of their steps, and a
+deployment in one of them is superseded when a newer version of its name commits."""
 
 CHANGES_DEVICE: frozenset[State] = frozenset(
     {S.INSTALLING, S.REBOOTING, S.CHECKING, S.REVERTING}

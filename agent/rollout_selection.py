@@ -75,7 +75,8 @@ def select_releases(
     `releases` maps release target paths to their admin-signed info (a rollout entry
     without one is skipped: the rollout role cannot create releases). `installed` maps
     release names to installed versions; an older version is a downgrade and is taken only
-    when the release is signed as a rollback release.
+    from a rollback release that names the installed version in its signed `replaces`
+    (`ReleaseManifest.refuses_to_replace`, asked again at every step up to installing).
     """
     best: dict[str, Candidate] = {}
     skipped: list[Skipped] = []
@@ -92,18 +93,16 @@ def select_releases(
             continue
         manifest = info.manifest
         current = installed.get(manifest.name)
-        if current is not None:
-            if Version(current) == manifest.parsed_version:
-                continue
-            if Version(current) > manifest.parsed_version and not manifest.rollback:
-                why = f"downgrade from {current} refused (not a rollback release)"
-                skipped.append(Skipped(entry.release, why))
-                continue
+        if current is not None and Version(current) == manifest.parsed_version:
+            continue
+        refusal = manifest.refuses_to_replace(current)
+        if refusal is not None:
+            skipped.append(Skipped(entry.release, refusal))
+            continue
         previous = best.get(manifest.name)
         if previous is None or manifest.parsed_version > previous.info.manifest.parsed_version:
             best[manifest.name] = Candidate(entry.release, info)
     return sorted(best.values(), key=lambda c: c.release), skipped
-
 
 
 def held_releases(

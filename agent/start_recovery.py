@@ -1,6 +1,8 @@
 """What the daemon does once at start, before it resumes anything: count this start
-against every deployment between install and commit (the boot counter), and remove
-what deployments that ended before a crash could not clean up themselves.
+against every deployment between install and commit (the boot counter), end waiting
+deployments that a newer installed version has superseded (a crash may have come
+between that commit and its sweep), and remove what deployments that ended before a
+crash could not clean up themselves.
 
 Resuming itself is the deployment runner's job (`DeploymentRun.run` with
 `lifecycle.resume_state`); this module only prepares the journal and the state
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from agent.deployment import DeploymentContext
 from agent.deployment_files import deployment_key, finish_cleanup
+from agent.deployment_supersede import supersede_waiting
 from agent.lifecycle import BOOT_COUNTED, State
 
 log = logging.getLogger(__name__)
@@ -24,7 +27,8 @@ log = logging.getLogger(__name__)
 TEMP_SUFFIXES = (".tmp", ".partial")
 
 
-def prepare_start(ctx: DeploymentContext) -> None:
+def prepare_start(ctx: DeploymentContext) -> list[str]:
+    """Returns the releases superseded now (the daemon gives back what was held for them)."""
     journal = ctx.journal
     for deployment in journal.unfinished():
         if deployment.state in BOOT_COUNTED:
@@ -33,6 +37,7 @@ def prepare_start(ctx: DeploymentContext) -> None:
                         deployment.state, ctx.max_boots)
         elif deployment.state is State.REVERTING:
             journal.count_start(deployment.release, "revert_boots")
+    superseded = supersede_waiting(ctx)
     keep = set()
     for deployment in journal.deployments():
         if deployment.finished:
@@ -44,6 +49,7 @@ def prepare_start(ctx: DeploymentContext) -> None:
     for directory in (ctx.state_dir.snapshots, ctx.state_dir.work):
         _remove_orphans(directory, keep)
     _remove_temp_files(ctx.state_dir.root)
+    return superseded
 
 
 def _remove_orphans(directory: Path, keep: set[str]) -> None:

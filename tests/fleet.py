@@ -69,14 +69,16 @@ class ServedHub:
     server: HubServer | None = None
 
     def publish(self, name: str, version: str, files: dict[str, bytes],
-                health: str = "", root: str = "/opt/app") -> str:
+                health: str = "", root: str = "/opt/app", severity: str = "important",
+                top_level: str = "") -> str:
+        """Sign a file-tree release; `top_level` adds manifest keys (rollback, replaces)."""
         payload = self.workdir / f"{name}-{version}.tar"
         payload.write_bytes(tar_bytes(files))
         manifest = self.workdir / f"{name}-{version}.toml"
         manifest.write_text(
-            f'name = "{name}"\nversion = "{version}"\nseverity = "important"\n'
-            f'category = "application"\n[install]\ntype = "file-tree"\nroot = "{root}"\n'
-            + health
+            f'name = "{name}"\nversion = "{version}"\nseverity = "{severity}"\n'
+            f'category = "application"\n{top_level}'
+            f'[install]\ntype = "file-tree"\nroot = "{root}"\n' + health
         )
         return publish_release(self.hub_dir, manifest, payload).target
 

@@ -13,8 +13,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.errors import WireFormatError
 from agent.wire.decoding import decode_toml
@@ -178,7 +179,13 @@ class ReleaseManifest(StrictModel):
     category: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     rollback: bool = Field(
-        default=False, description="a rollback release may replace a newer version"
+        default=False, description="a rollback release may replace the newer versions it "
+        "names in `replaces`"
+    )
+    replaces: list[str] = Field(
+        default_factory=list,
+        description="rollback releases only: the installed versions this release may take "
+        "a device back from, each a PEP 440 version (2.0.0) or specifier set (>=2.0,<2.1)",
     )
     reboot: bool = Field(default=False, description="the install needs a reboot")
     install: InstallSpec
@@ -198,9 +205,64 @@ class ReleaseManifest(StrictModel):
             raise ValueError(f"not a valid version: {value!r} (use e.g. 1.2.3)") from None
         return value
 
+    @field_validator("replaces")
+    @classmethod
+    def _versions_or_specifiers(cls, value: list[str]) -> list[str]:
+        for index, item in enumerate(value):
+            try:
+                _version_matcher(item)
+            except ValueError as exc:
+                raise ValueError(f"replaces[{index}]: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _rollback_names_what_it_replaces(self) -> ReleaseManifest:
+        if self.rollback and not self.replaces:
+            raise ValueError(
+                "rollback = true needs `replaces`: the newer versions this release may take "
+                'a device back from (e.g. replaces = ["2.0.0"]); a rollback release that '
+                "names none could take a device back from any later version"
+            )
+        if self.replaces and not self.rollback:
+            raise ValueError("replaces is only for rollback releases: set rollback = true")
+        for item in self.replaces:
+            matcher = _version_matcher(item)
+            if isinstance(matcher, Version) and matcher <= self.parsed_version:
+                raise ValueError(
+                    f"replaces {item!r} is not newer than this release ({self.version}): "
+                    "a rollback release replaces later versions only"
+                )
+        return self
+
     @property
     def parsed_version(self) -> Version:
         return Version(self.version)
+
+    def refuses_to_replace(self, installed: str | None) -> str | None:
+        """Why this release must not be installed over the installed `installed` version
+        of its name, or None if it may be.
+
+        Asked when a deployment is created and again before every step up to installing
+        (and after a crash): what is installed can change meanwhile — a critical release
+        installs while this one waits for its window — and an older version must never
+        land on a newer one. The same version is refused too (nothing to do). Only a
+        rollback release goes back, and only from a version it names in `replaces`: the
+        admin signed that list with it, so an old rollback release cannot take a device
+        back from a later version it never heard of."""
+        if installed is None:
+            return None
+        current = Version(installed)
+        if current == self.parsed_version:
+            return f"version {installed} is already installed"
+        if current < self.parsed_version:
+            return None
+        if not self.rollback:
+            return (f"downgrade from the installed {installed} to {self.version} refused "
+                    "(not a rollback release)")
+        if any(_replaces(item, current) for item in self.replaces):
+            return None
+        return (f"rollback release {self.version} may replace only {', '.join(self.replaces)}, "
+                f"not the installed {installed}")
 
     @classmethod
     def from_toml_file(cls, path: Path) -> ReleaseManifest:
@@ -212,6 +274,32 @@ class ReleaseManifest(StrictModel):
             raise WireFormatError(f"{path}: not UTF-8: {exc}") from None
         data = decode_toml(text, str(path))
         return parse_model(cls, data, str(path))
+
+
+def _version_matcher(item: str) -> Version | SpecifierSet:
+    """A plain PEP 440 version, or a specifier set such as `>=2.0,<2.1`."""
+    text = item.strip()
+    if text and text[0].isdigit():
+        try:
+            return Version(text)
+        except InvalidVersion:
+            raise ValueError(f"not a valid version: {item!r} (use e.g. 2.0.0)") from None
+    try:
+        specifiers = SpecifierSet(text)
+    except InvalidSpecifier:
+        raise ValueError(
+            f"not a version or version specifier: {item!r} (use e.g. 2.0.0 or >=2.0,<2.1)"
+        ) from None
+    if not specifiers:
+        raise ValueError("an empty specifier would match every version")
+    return specifiers
+
+
+def _replaces(item: str, installed: Version) -> bool:
+    matcher = _version_matcher(item)
+    if isinstance(matcher, Version):
+        return matcher == installed
+    return matcher.contains(installed, prereleases=True)
 
 
 class TorrentRef(StrictModel):

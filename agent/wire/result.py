@@ -27,6 +27,9 @@ class Outcome(StrEnum):
     FAILED = "failed"
     NOT_READY = "not-ready"
     DEFERRED = "deferred"
+    SUPERSEDED = "superseded"
+    """Ended before installing, nothing changed: a newer version of the same name was
+    installed meanwhile, so this release would have been a downgrade."""
 
 
 class ResultRecord(StrictModel):

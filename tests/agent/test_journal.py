@@ -3,7 +3,15 @@
 import pytest
 
 from agent.journal import Journal
-from agent.lifecycle import RECOVERY, TERMINAL, TRANSITIONS, IllegalTransitionError, State
+from agent.lifecycle import (
+    BEFORE_INSTALL,
+    CHANGES_DEVICE,
+    RECOVERY,
+    TERMINAL,
+    TRANSITIONS,
+    IllegalTransitionError,
+    State,
+)
 
 RELEASE = "releases/demo/1.0/demo.tar"
 
@@ -95,3 +103,25 @@ def test_payloads_of_finished_deployments_are_pruned_once_no_longer_seeded(tmp_p
     assert (state.downloads / deployment_key("releases/b/1/b.tar")).exists()
     assert (state.downloads / deployment_key("releases/c/1/c.tar")).exists()
     journal.close()
+
+
+def test_superseded_ends_any_step_before_installing_and_none_after_the_device_changed():
+    for state in State:
+        allowed = State.SUPERSEDED in TRANSITIONS[state]
+        assert allowed == (state in BEFORE_INSTALL), state
+    assert not BEFORE_INSTALL & CHANGES_DEVICE
+    assert State.SUPERSEDED in TERMINAL
+
+
+def test_a_superseded_deployment_lands_with_its_result_and_changes_nothing_installed(journal):
+    journal.create(RELEASE, "demo", "1.0")
+    journal.transition(RELEASE, State.SCHEDULED)
+    journal.transition(RELEASE, State.DOWNLOADING)
+    journal.transition(RELEASE, State.VERIFIED)
+    journal.transition(RELEASE, State.SUPERSEDED, "superseded, nothing changed: newer",
+                       result=("r1", b"{}"))
+    assert journal.get(RELEASE).finished
+    assert journal.undelivered() == [("r1", b"{}")]
+    assert journal.installed_version("demo") is None
+    with pytest.raises(IllegalTransitionError):
+        journal.transition(RELEASE, State.SNAPSHOTTING)

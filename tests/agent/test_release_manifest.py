@@ -87,3 +87,48 @@ def test_release_info_survives_tuf_canonical_json_with_fractional_seconds(tmp_pa
     again = ReleaseInfo.from_custom(custom, "releases/demo-app/1.2.0/a.tar")
     assert again == info
     assert again.manifest.health[0].interval == 0.5
+
+
+def rollback_manifest(tmp_path, lines):
+    return ReleaseManifest.from_toml_file(write(tmp_path, GOOD.replace(
+        'category = "application"', 'category = "application"\n' + lines)))
+
+
+def test_a_rollback_release_must_name_the_versions_it_replaces(tmp_path):
+    with pytest.raises(WireFormatError, match="rollback = true needs `replaces`"):
+        rollback_manifest(tmp_path, "rollback = true")
+    with pytest.raises(WireFormatError, match="only for rollback releases"):
+        rollback_manifest(tmp_path, 'replaces = ["2.0.0"]')
+
+
+@pytest.mark.parametrize(("replaces", "message"), [
+    ('["two"]', "replaces.*not a version or version specifier: 'two'"),
+    ('["2.0.0.x"]', "replaces.*not a valid version: '2.0.0.x'"),
+    ('["1.2.0"]', "not newer than this release"),
+    ('["1.0"]', "not newer than this release"),
+])
+def test_bad_replaces_entries_are_refused_and_named(tmp_path, replaces, message):
+    with pytest.raises(WireFormatError, match=message):
+        rollback_manifest(tmp_path, f"rollback = true\nreplaces = {replaces}")
+
+
+def test_an_ordinary_release_refuses_to_replace_an_equal_or_newer_version():
+    ordinary = ReleaseManifest(name="app", version="1.2.0", severity="low",
+                               category="application",
+                               install={"type": "file-tree", "root": "/opt/app"})
+    assert ordinary.refuses_to_replace(None) is None
+    assert ordinary.refuses_to_replace("1.1.9") is None
+    assert ordinary.refuses_to_replace("1.2.0") == "version 1.2.0 is already installed"
+    assert "downgrade from the installed 2.0.0 to 1.2.0 refused" in (
+        ordinary.refuses_to_replace("2.0.0") or "")
+
+
+def test_a_rollback_release_replaces_only_the_versions_it_names(tmp_path):
+    manifest = rollback_manifest(tmp_path, 'rollback = true\nreplaces = ["2.0.0", ">=2.1,<2.2"]')
+    assert manifest.refuses_to_replace("2.0.0") is None
+    assert manifest.refuses_to_replace("2.1.5") is None
+    assert manifest.refuses_to_replace("2.1.9rc1") is None  # a pre-release it covers
+    assert manifest.refuses_to_replace("1.0.0") is None  # an upgrade, not a way back
+    assert manifest.refuses_to_replace("3.0.0") == (
+        "rollback release 1.2.0 may replace only 2.0.0, >=2.1,<2.2, not the installed 3.0.0")
+    assert manifest.refuses_to_replace("2.0.1") is not None

@@ -20,11 +20,13 @@ from agent.wire.rollout import GroupRollouts, RolloutEntry, RolloutState
 DEVICE = "dev-0123456789abcdef0123"
 
 
-def info(version, rollback=False):
+def info(version, replaces=()):
+    """A release of `app`; with `replaces`, a rollback release naming those versions."""
     return ReleaseInfo(
         manifest=ReleaseManifest(
             name="app", version=version, severity="low", category="application",
-            rollback=rollback, install={"type": "file-tree", "root": "/opt/app"},
+            rollback=bool(replaces), replaces=list(replaces),
+            install={"type": "file-tree", "root": "/opt/app"},
         ),
         payload_name="app.tar",
         torrent=TorrentRef(path="x.torrent", info_hash_v1="0" * 40, info_hash_v2="0" * 64),
@@ -72,7 +74,7 @@ def test_unsigned_paused_and_out_of_stage_rollouts_are_skipped():
     assert chosen == [] and "not in stage" in skipped[0].why
 
 
-def test_downgrade_refused_unless_signed_as_rollback():
+def test_downgrade_refused_unless_signed_as_rollback_of_the_installed_version():
     chosen, skipped = select_releases(
         doc(("releases/app/1", RolloutState.ACTIVE, 100)), DEVICE, {"releases/app/1": info("1.0")},
         {"app": "2.0"},
@@ -80,9 +82,19 @@ def test_downgrade_refused_unless_signed_as_rollback():
     assert chosen == [] and "downgrade" in skipped[0].why
     chosen, _ = select_releases(
         doc(("releases/app/1", RolloutState.ACTIVE, 100)), DEVICE,
-        {"releases/app/1": info("1.0", rollback=True)}, {"app": "2.0"},
+        {"releases/app/1": info("1.0", replaces=["2.0"])}, {"app": "2.0"},
     )
     assert [c.release for c in chosen] == ["releases/app/1"]
+
+
+def test_an_old_rollback_release_cannot_take_a_device_back_from_a_later_version():
+    chosen, skipped = select_releases(
+        doc(("releases/app/1", RolloutState.ACTIVE, 100)), DEVICE,
+        {"releases/app/1": info("1.0", replaces=["2.0"])}, {"app": "3.0"},
+    )
+    assert chosen == []
+    assert skipped[0].why == ("rollback release 1.0 may replace only 2.0, "
+                              "not the installed 3.0")
 
 
 def test_installed_version_is_not_taken_again():

@@ -26,6 +26,7 @@ import trio
 
 from agent.config import AgentConfig
 from agent.enrollment_flow import enroll
+from agent.lifecycle import TERMINAL
 from agent.reboot import RESTART_EXIT_CODE
 from hub.config import HubConfig
 from hub.hub_dir import HubDir
@@ -157,7 +158,7 @@ class Agent:
         """Every deployment finished, every result delivered, the hub holds one."""
         states = self.journal_rows("SELECT state FROM deployments")
         waiting = self.journal_rows("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
-        terminal = {"committed", "reverted", "revert-failed", "failed"}
+        terminal = {state.value for state in TERMINAL}
         return bool(states) and all(s in terminal for (s,) in states) and waiting == [(0,)] \
             and bool(self.hub_results())
 
