@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from hub.cli_common import (
+    admin_actor,
     console,
     emit_json,
     errors,
@@ -39,6 +40,7 @@ def resign(hub_dir: str | None, offline_keys: Path | None, expiry_days: int | No
     """Re-sign the targets metadata as it is, valid for offline.toml's lifetime from now.
 
     Run it offline (with the release key) before `targets status` says it expires."""
+    from hub.database import HubDatabase
     from hub.offline_record import OfflineRecord, check_targets_expiry_days
     from hub.targets_expiry import targets_expiry
     from hub.tuf_repository import HubRepository
@@ -54,6 +56,14 @@ def resign(hub_dir: str | None, offline_keys: Path | None, expiry_days: int | No
         replace(record, targets_expiry_days=expiry_days).write(keys_dir)
     repository.resign_targets()
     expiry = targets_expiry(directory, keys_dir)
+    database = HubDatabase(directory.database)
+    try:
+        with database.transaction() as db:
+            database.audit(db, admin_actor(), "targets.resign", f"targets v{expiry.version}",
+                           expires=expiry.as_dict()["expires"],
+                           lifetime_days=expiry.lifetime_days)
+    finally:
+        database.close()
     if as_json:
         emit_json(expiry.as_dict())
         return

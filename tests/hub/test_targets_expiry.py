@@ -135,6 +135,8 @@ def test_resign_can_change_the_lifetime(hub: HubDir) -> None:
     assert OfflineRecord.load(hub.offline_keys).targets_expiry_days == 30
     left = targets_md(hub).expires - datetime.now(UTC)
     assert timedelta(days=29, hours=23) < left <= timedelta(days=30)
+    audit = cli("audit", "--dir", str(hub.root), "--json")
+    assert "targets.resign" in audit.output and "targets v2" in audit.output
 
 
 def test_status_warns_three_days_before_expiry(hub: HubDir) -> None:
