@@ -18,9 +18,11 @@ What it guarantees:
 - Configured rate limits bind LAN and loopback peers too: a peer-class filter maps every
   address to libtorrent's global class, which the limits apply to (DESIGN §7).
 - No DHT, UPnP or NAT-PMP; local service discovery (BEP 14) only when asked for.
-  Outgoing connections leave from the listen address and, when that address is specific,
-  it is announced as `ip=`, so the tracker records where the agent really listens (on
-  test machines: 127.0.0.x).
+  Outgoing connections, tracker announces included, leave from the listen address, so
+  the tracker (which takes a peer's address from its connection, never from `ip=`)
+  records where the agent really listens (on test machines: 127.0.0.x).
+- Announces follow the tracker's interval: libtorrent's `min_announce_interval` floor is
+  lowered from 300 s (agent/torrent_network.py).
 - The torrent's own tracker and web seed (the hub writes them for standard clients) are
   ignored: the agent announces to `tracker_url` with its device id and adds the web seed
   on its own schedule (agent/torrent_network.py, `load_torrent_without_sources`).
@@ -70,6 +72,7 @@ from agent.torrent_network import (
     all_peers_global_filter,
     load_torrent_without_sources,
     split_listen,
+    tracker_settings,
 )
 
 log = logging.getLogger(__name__)
@@ -228,9 +231,7 @@ class PeerSession:
             # Room for a few seconds of block alerts at LAN speeds between two polls.
             "alert_queue_size": 20000,
         }
-        if specific:
-            # Missing from libtorrent's type stubs, present in the library.
-            settings["announce_ip"] = ip  # type: ignore[typeddict-unknown-key]
+        settings.update(tracker_settings())  # type: ignore[typeddict-item]
         self._session: Any = lt.session(settings)
         self._session.set_peer_class_filter(all_peers_global_filter())
         self._seed_time = seed_time

@@ -50,3 +50,21 @@ def load_torrent_without_sources(
     params.url_seeds = []
     params.http_seeds = []
     return params, params.ti
+
+
+MIN_ANNOUNCE_INTERVAL = 5
+"""libtorrent's floor on a tracker's announce interval (its default is 300 s)."""
+
+
+def tracker_settings() -> dict[str, int]:
+    """Settings so a session announces at the interval its tracker hands out.
+
+    libtorrent announces at max(tracker's interval, `min_announce_interval`), whose
+    default of 300 s silently overrode the hub tracker's 30 s: the hub's seeder then
+    announced every 5 minutes to a tracker that forgot it after 1, and was missing from
+    its own swarms about 4 minutes in 5, so a rollout started later than a minute after
+    `serve` found no hub in the swarm until its next announce (tests/bench/branch_office).
+    The hub's tracker bounds intervals at 5 s and more (hub/config.py), so this floor
+    only guards against a tracker asking for announces in a tight loop.
+    """
+    return {"min_announce_interval": MIN_ANNOUNCE_INTERVAL}

@@ -40,7 +40,12 @@ class UnknownDeviceError(HubError):
 
 
 class TrackerRequestError(HubError):
-    """A BitTorrent announce request is malformed."""
+    """A BitTorrent announce or scrape request is malformed."""
+
+
+class TrackerRefusedError(TrackerRequestError):
+    """A well-formed announce the tracker will not record: a swarm of no published
+    release, or one past the tracker's bounds (swarms, peers per swarm or per address)."""
 
 
 class CertificateAuthorityError(HubError):

@@ -8,7 +8,11 @@ What it guarantees:
 - It finds peers only through the hub's own tracker: no DHT, no local service discovery,
   no UPnP or NAT-PMP port mapping (a hub server's ports are configured by its admin).
 - Outgoing connections leave from the listen address, so a hub on 127.0.0.1 among agents
-  on 127.0.0.x is seen by them as 127.0.0.1, as on a real network.
+  on 127.0.0.x is seen by them (and by its tracker, which takes addresses from
+  connections) as 127.0.0.1, as on a real network.
+- It is in its swarms at every moment: it announces at the interval its tracker hands
+  out, not libtorrent's 300 s `min_announce_interval` (agent/torrent_network.py), and the
+  tracker forgets a peer only after three missed announces.
 - Torrents are added in seed mode: the hub made these torrents from these very files, so
   it skips the full re-hash at start (minutes for a large payload store). That is still
   safe: in seed mode libtorrent checks each piece against its hash the first time a peer
@@ -20,6 +24,8 @@ What it guarantees:
   secret `hub_key`, so the tracker knows which peer is the hub and can keep its address
   from all but a few agents per site (hub/site_peers.py); with PEX on, those agents
   would pass the address on to every peer they know.
+  That secret never reaches a log, at any level: libtorrent's alert messages quote the
+  tracker URL, so every message is logged with the secret replaced by `***`.
 - It announces only to the hub's tracker with that secret, never to the tracker written
   in the torrent for standard clients (that one would list the hub as an anonymous peer),
   and ignores the torrent's web seed.
@@ -33,6 +39,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import libtorrent as lt
 import trio
@@ -42,6 +49,7 @@ from agent.torrent_network import (
     all_peers_global_filter,
     load_torrent_without_sources,
     split_listen,
+    tracker_settings,
 )
 from hub.errors import HubConfigError, PublishError
 
@@ -92,14 +100,15 @@ class HubSeeder:
             "peer_fingerprint": HUB_PEER_ID_PREFIX.decode("ascii"),
             "stop_tracker_timeout": 1,
         }
-        if specific:
-            # Missing from libtorrent's type stubs, present in the library.
-            settings["announce_ip"] = ip  # type: ignore[typeddict-unknown-key]
+        settings.update(tracker_settings())  # type: ignore[typeddict-item]
         self._session: Any = lt.session(settings)
         self._session.set_peer_class_filter(all_peers_global_filter())
         if tracker_url and hub_key:
             tracker_url = with_query_parameter(tracker_url, "hub", hub_key)
         self._tracker_url = tracker_url
+        self._secrets = tuple(
+            secret for secret in (hub_key, quote(hub_key or "", safe="")) if secret
+        )
         self._torrents: dict[str, lt.torrent_handle] = {}
         self.listen = listen
 
@@ -170,7 +179,7 @@ class HubSeeder:
         task_status.started()
         while True:
             for alert in self._session.pop_alerts():
-                log_alert(log, alert)
+                log_alert(log, alert, self._secrets)
             await trio.sleep(_ALERT_POLL)
 
     def close(self) -> None:
@@ -183,10 +192,17 @@ class HubSeeder:
         self._session = None
 
 
-def log_alert(logger: logging.Logger, alert: Any) -> None:
+def log_alert(logger: logging.Logger, alert: Any, secrets: tuple[str, ...] = ()) -> None:
     """Errors at WARNING (a torrent that cannot read its file, a tracker refusing us),
-    everything else at DEBUG."""
+    everything else at DEBUG; each of `secrets` in the message replaced by `***`."""
+    message = redact(str(alert.message()), secrets)
     if alert.category() & lt.alert.category_t.error_notification:
-        logger.warning("libtorrent: %s: %s", alert.what(), alert.message())
+        logger.warning("libtorrent: %s: %s", alert.what(), message)
     else:
-        logger.debug("libtorrent: %s: %s", alert.what(), alert.message())
+        logger.debug("libtorrent: %s: %s", alert.what(), message)
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text

@@ -25,11 +25,13 @@ from hub.config import HubConfig
 from hub.database import HubDatabase
 from hub.errors import RepositoryError
 from hub.hub_dir import HubDir
+from hub.published_releases import PublishedReleases
 from hub.rollout_runner import RolloutRuleRunner
 from hub.seeder import HubSeeder
 from hub.site_peers import DeviceSites, SitePeerSelector
 from hub.target_files import repair_target_files
-from hub.tracker import Swarms, make_announce_route
+from hub.tracker import Swarms
+from hub.tracker_http import tracker_routes
 from hub.tuf_repository import HubRepository
 from hub.web_app import CountingFiles, make_app
 
@@ -46,13 +48,17 @@ class HubServer:
         self.config = config
         # The tracker knows the hub's own seeder by this secret in its tracker URL.
         hub_key = secrets.token_urlsafe(24)
+        self.site_peers = SitePeerSelector(config.tracker.hub_peers_per_site)
         self.swarms = Swarms(
-            interval=config.tracker.interval,
-            peer_selector=SitePeerSelector(config.tracker.hub_peers_per_site),
-            hub_key=hub_key,
+            interval=config.tracker.interval, peer_selector=self.site_peers, hub_key=hub_key
         )
+        # One view of the releases table for the tracker and the web seed: neither serves
+        # a release before its signed target is published.
+        self.published = PublishedReleases.from_database(hub_dir.database)
         site_of = DeviceSites(hub_dir.database).site_of
-        self.app = make_app(hub_dir, [make_announce_route(self.swarms, site_of)])
+        self.app = make_app(
+            hub_dir, tracker_routes(self.swarms, self.published, site_of), self.published
+        )
         self.seeder = HubSeeder(
             listen=config.seeding.listen,
             upload_limit=config.seeding.upload_limit,
@@ -128,6 +134,7 @@ class HubServer:
             if torrent is None or not payload.exists():
                 log.error("release %s: payload or torrent missing on disk; not seeding", target)
                 continue
+            self.published.invalidate()  # before the seeder's first announce
             self.seeder.add(torrent.read_bytes(), payload)
             self._seeded[info_hash] = target
             log.info("seeding %s", target)

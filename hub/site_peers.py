@@ -5,17 +5,21 @@ The rules, for one swarm:
 - An agent of a known site is told the other agents of its own site, shuffled, and no
   one else: a transfer between two sites would cross two WAN links, so it is never
   suggested.
-- Of each site, the `hub_peers_per_site` agents announced longest ago that are still live
-  are the site's *gateways*. Only they are told the hub seeder's address, and the hub
-  seeder is told only of them. Every other agent of the site never learns the hub's
-  address: the tracker withholds it, the hub connects to no one else, and PEX is off on
-  hub and agents (hub/seeder.py, agent/peer_session.py), so peers cannot pass it on.
-  Measured on one site (DESIGN §7): the hub then sends 1.00 copy, against 1.6-1.9 when
-  every agent talks to it.
-- Failover: a gateway that stops or falls silent (2 x interval, the tracker's expiry)
-  is replaced by the next-oldest live agent of its site, which is told of the hub at its
-  next announce (within one interval); the hub learns of it at its own next announce or
-  when the new gateway connects to it.
+- Each site has `hub_peers_per_site` *gateways* per release: only they are told the hub
+  seeder's address, and the hub seeder is told only of them. Every other agent of the
+  site never learns the hub's address: the tracker withholds it, the hub connects to no
+  one else, and PEX is off on hub and agents (hub/seeder.py, agent/peer_session.py), so
+  peers cannot pass it on. Measured on one site (DESIGN §7): the hub then sends 1.00
+  copy, against 1.6-1.9 when every agent talks to it.
+- A gateway is stable: once elected (the site's agent heard of longest ago, among those
+  live in the swarm) it stays the gateway of that release as long as it keeps
+  announcing, in both swarms of a hybrid torrent, whoever else joins or however their
+  announces interleave. A second gateway would make the hub send a second copy.
+- Failover only when a gateway leaves: when it announces `stopped` or the tracker
+  expires it (three missed announces), the next-oldest live agent of its site is elected
+  at the next announce of the site or of the hub, and told of the hub at its own next
+  announce (within one interval); the hub learns of it at its own next announce or when
+  the new gateway connects to it.
 - An agent whose site is unknown (no device id in its announce, or a device the hub has
   not accepted) gets the default answer, everyone but itself, hub included; the hub
   seeder is told of such agents too. So a tracker without site knowledge behaves exactly
@@ -23,7 +27,7 @@ The rules, for one swarm:
 
 Trust: the device id in an announce is not authenticated (a BitTorrent announce carries
 no signature). Whoever knows a device id can announce as it: choose which site's peer
-list it receives, and become that site's gateway if it is the oldest. That costs the
+list it receives, and become that site's gateway if it is elected. That costs the
 site locality, never integrity: every piece is hash-checked and the whole file is checked
 against the TUF target, and an agent whose download makes no progress for
 `web_seed_after` seconds falls back to the hub's web seed. Device ids are not secrets, but
@@ -48,19 +52,6 @@ from hub.tracker import Peer
 DEFAULT_HUB_PEERS_PER_SITE = 1
 
 
-def site_gateways(peers: Sequence[Peer], per_site: int) -> set[bytes]:
-    """Peer ids of each known site's `per_site` longest-present live agents."""
-    by_site: dict[str, list[Peer]] = {}
-    for peer in peers:
-        if peer.site is not None and not peer.is_hub:
-            by_site.setdefault(peer.site, []).append(peer)
-    chosen: set[bytes] = set()
-    for members in by_site.values():
-        members.sort(key=lambda p: (p.first_seen, p.peer_id))
-        chosen.update(p.peer_id for p in members[:per_site])
-    return chosen
-
-
 class SitePeerSelector:
     """A tracker `PeerSelector` implementing the rules of the module docstring."""
 
@@ -68,15 +59,28 @@ class SitePeerSelector:
         if hub_peers_per_site < 1:
             raise ValueError(f"hub_peers_per_site {hub_peers_per_site}: must be >= 1")
         self.hub_peers_per_site = hub_peers_per_site
+        # (release, site) -> the gateways' keys (device id, else peer id), eldest first
+        self._gateways: dict[tuple[bytes, str], list[str | bytes]] = {}
 
-    def __call__(self, asker: Peer, peers: Sequence[Peer]) -> Sequence[Peer]:
+    def gateways(self, release: bytes, site: str) -> list[str | bytes]:
+        """The keys (device ids) of a site's gateways for a release, as elected now."""
+        return list(self._gateways.get((release, site), []))
+
+    def select(self, asker: Peer, peers: Sequence[Peer], release: bytes) -> Sequence[Peer]:
         others = [p for p in peers if p.peer_id != asker.peer_id]
-        gateways = site_gateways(peers, self.hub_peers_per_site)
+        by_site: dict[str, list[Peer]] = {}
+        for peer in peers:
+            if peer.site is not None and not peer.is_hub:
+                by_site.setdefault(peer.site, []).append(peer)
         if asker.is_hub:
+            gateways: set[bytes] = set()
+            for site, members in by_site.items():
+                gateways |= self._elect(release, site, members)
             chosen = [p for p in others if p.peer_id in gateways or p.site is None]
         elif asker.site is None:
             chosen = others
         else:
+            gateways = self._elect(release, asker.site, by_site.get(asker.site, []))
             chosen = [p for p in others if p.site == asker.site and not p.is_hub]
             random.shuffle(chosen)
             if asker.peer_id in gateways:
@@ -84,6 +88,29 @@ class SitePeerSelector:
             return chosen
         random.shuffle(chosen)
         return chosen
+
+    def forget(self, peer: Peer, release: bytes) -> None:
+        if peer.site is None or peer.is_hub:
+            return
+        current = self._gateways.get((release, peer.site))
+        if current and peer.key in current:
+            current.remove(peer.key)
+            if not current:
+                del self._gateways[(release, peer.site)]
+
+    def _elect(self, release: bytes, site: str, members: list[Peer]) -> set[bytes]:
+        """Peer ids, in this swarm, of the site's gateways; elects the missing ones among
+        `members` (the site's live agents in this swarm), longest-present first."""
+        current = self._gateways.setdefault((release, site), [])
+        if len(current) < self.hub_peers_per_site:
+            candidates = sorted(
+                (p for p in members if p.key not in current),
+                key=lambda p: (p.first_seen, p.peer_id),
+            )
+            current.extend(p.key for p in candidates[: self.hub_peers_per_site - len(current)])
+        if not current:
+            del self._gateways[(release, site)]
+        return {p.peer_id for p in members if p.key in current}
 
 
 class DeviceSites:

@@ -1,86 +1,51 @@
-"""The hub's BitTorrent HTTP tracker: pure announce logic plus a thin Starlette route.
+"""The hub's BitTorrent tracker state: who is in which swarm, as pure logic over a clock.
 
-Rules it keeps (BEP 3, BEP 23, BEP 7):
-- An announce names a swarm by `info_hash` and a peer by `peer_id`, both raw 20-byte
-  strings, percent-encoded in the query. They are parsed from the RAW query string with
-  `unquote_to_bytes`: a decoded `str` parameter has already lost bytes that are not UTF-8.
-  (libtorrent announces a hybrid torrent under its v1 hash and its truncated v2 hash; to
-  the tracker these are simply two swarms.)
-- The peer's address is the request's source address, unless the announce carries an `ip`
-  parameter that is a valid IP address: agents bound to 127.0.0.x, or behind a NAT, say
-  where they listen. Anything else in `ip` is ignored, not an error.
-- Answers are always compact: IPv4 peers as 6-byte entries in `peers` (BEP 23), IPv6 peers
-  as 18-byte entries in `peers6` (BEP 7), with `interval`, `min interval`, `complete`
-  (peers with nothing left) and `incomplete`.
-- `event=stopped` removes the peer. A peer that has not announced for 2 x interval is
-  forgotten.
-- A malformed announce is answered with a bencoded `failure reason` and HTTP 200, as
-  trackers do, and logged; it never raises out of the route.
+Rules it keeps:
+- Every peer announces every `interval` seconds: the tracker hands that interval out,
+  and the hub's seeder and the agents use it (agent/torrent_network.py lowers
+  libtorrent's `min_announce_interval`, which would otherwise stretch 30 s to 300 s).
+- A peer is forgotten only once it has missed three announces (`EXPIRY_INTERVALS` x
+  interval of silence), or at once when it announces `stopped`. A peer late by one
+  announce, or one whose announce was lost, stays in its swarm.
+- Bounded: at most `max_swarms` swarms, `max_peers` peers per swarm and `max_per_address`
+  peers per address in one swarm; an announce past a bound raises TrackerRefusedError
+  (the HTTP route answers it as a `failure reason`). Expired peers and empty swarms are
+  swept at least once per interval, so memory follows the live swarms.
+- `event=completed` counts a download (scrape's `downloaded`).
 
-Which peers an asker is told about is one seam, `peer_selector`: by default everyone but
-the asker. Shaping the swarm per site (DESIGN §7, hub/site_peers.py) replaces only that
-function. For it, an announce may carry two parameters of ours, which libtorrent keeps
-when it appends its own to a tracker URL that already has a query:
-- `device`: the announcing agent's device id. The route asks `site_of` (the hub's device
-  table) for the device's site and records it with the peer. Unauthenticated; see
-  hub/site_peers.py for what a liar can and cannot do with it.
-- `hub`: a secret the hub's own seeder puts in its tracker URL, so the tracker knows which
-  peer is the hub. Compared in constant time; a wrong one is ignored.
+Which swarms exist at all is not decided here: hub/tracker_http.py serves only the swarms
+of published releases and names each announce's release, so a hybrid torrent's two swarms
+(its v1 hash and its truncated v2 hash) are one release to the peer selector.
 
-State: the swarms live only in memory. That is deliberate, not an omission: every peer
-re-announces at least once per interval, so after a hub restart the swarms rebuild
-themselves within one interval, and peers already connected keep trading meanwhile.
+Which peers an asker is told about is one seam, `PeerSelector`: by default everyone but
+the asker; shaping the swarm per site (DESIGN §7, hub/site_peers.py) replaces it.
+
+State lives only in memory. That is deliberate, not an omission: every peer re-announces
+at least once per interval, so after a hub restart the swarms rebuild themselves within
+one interval, and peers already connected keep trading meanwhile.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import random
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import unquote_to_bytes
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
-import libtorrent as lt
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from hub.errors import TrackerRequestError
+from hub.errors import TrackerRefusedError
+from hub.tracker_wire import Announce, IPAddress, SwarmCounts, announce_answer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL = 300
-DEFAULT_NUMWANT = 50
-MAX_NUMWANT = 200
-_EVENTS = frozenset({"", "started", "completed", "stopped", "paused"})
-_DEVICE_ID = re.compile(r"^[0-9a-z-]{4,64}$")
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@dataclass(frozen=True)
-class Announce:
-    """One validated announce request."""
-
-    info_hash: bytes
-    peer_id: bytes
-    ip: IPAddress
-    port: int
-    uploaded: int
-    downloaded: int
-    left: int | None
-    """None when the client did not say; such a peer counts as incomplete."""
-    event: str
-    numwant: int
-    device: str | None = None
-    """The agent's device id, when it says (our `device` parameter)."""
-    hub_key: str | None = None
-    """Our `hub` parameter: the hub seeder's secret, when it is the hub announcing."""
+DEFAULT_INTERVAL = 30
+EXPIRY_INTERVALS = 3.5
+"""A peer silent this many intervals has missed three announces and is forgotten."""
+MAX_SWARMS = 1024
+MAX_PEERS_PER_SWARM = 10_000
+MAX_PEERS_PER_ADDRESS = 8
 
 
 @dataclass(frozen=True)
@@ -106,114 +71,44 @@ class Peer:
     def is_seed(self) -> bool:
         return self.left == 0
 
-
-PeerSelector = Callable[[Peer, Sequence[Peer]], Sequence[Peer]]
-"""Given the asker (as just recorded) and every live peer of its swarm (the asker
-included), the peers to tell it about, best first. The tracker keeps the first `numwant`."""
-
-SiteLookup = Callable[[str], Awaitable[str | None]]
-"""device id -> its site, or None when the hub does not know the device."""
+    @property
+    def key(self) -> str | bytes:
+        """Who this is across swarms: the device id, else the peer id."""
+        return self.device or self.peer_id
 
 
-def everyone_but_the_asker(asker: Peer, peers: Sequence[Peer]) -> Sequence[Peer]:
+class PeerSelector(Protocol):
+    """Chooses whom an announcing peer is told about."""
+
+    def select(self, asker: Peer, peers: Sequence[Peer], release: bytes) -> Sequence[Peer]:
+        """Given the asker (as just recorded) and every live peer of its swarm (the asker
+        included) of `release`, the peers to tell it about, best first. The tracker keeps
+        the first `numwant`."""
+        ...
+
+    def forget(self, peer: Peer, release: bytes) -> None:
+        """`peer` left a swarm of `release` (it stopped, or expired)."""
+        ...
+
+
+class EveryoneButTheAsker:
     """The default selector: all other peers, shuffled so no peer is always listed last
     (and so never chosen) when a swarm is larger than numwant."""
-    others = [p for p in peers if p.peer_id != asker.peer_id]
-    random.shuffle(others)
-    return others
+
+    def select(self, asker: Peer, peers: Sequence[Peer], release: bytes) -> Sequence[Peer]:
+        others = [p for p in peers if p.peer_id != asker.peer_id]
+        random.shuffle(others)
+        return others
+
+    def forget(self, peer: Peer, release: bytes) -> None:
+        pass
 
 
-def parse_query(query: bytes | str | Mapping[str, str]) -> dict[str, bytes]:
-    """Split a query into name -> raw value bytes; the first occurrence of a name wins.
-
-    A Mapping is accepted for callers (and tests) whose values are already text; binary
-    values can only arrive intact in a raw query string.
-    """
-    if isinstance(query, Mapping):
-        return {k: v.encode("latin-1") for k, v in query.items()}
-    raw = query.encode("latin-1") if isinstance(query, str) else query
-    params: dict[str, bytes] = {}
-    for part in raw.split(b"&"):
-        if not part:
-            continue
-        name, _, value = part.partition(b"=")
-        key = unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8", "replace")
-        params.setdefault(key, unquote_to_bytes(value.replace(b"+", b" ")))
-    return params
-
-
-def _required(params: dict[str, bytes], name: str) -> bytes:
-    if name not in params:
-        raise TrackerRequestError(f"missing parameter '{name}'")
-    return params[name]
-
-
-def _int(params: dict[str, bytes], name: str, default: int = 0) -> int:
-    if name not in params:
-        return default
-    text = params[name].decode("ascii", "replace")
-    try:
-        value = int(text)
-    except ValueError:
-        raise TrackerRequestError(f"parameter '{name}' is not an integer: {text!r}") from None
-    if value < 0:
-        raise TrackerRequestError(f"parameter '{name}' is negative: {value}")
-    return value
-
-
-def parse_announce(query: bytes | str | Mapping[str, str], remote_ip: str) -> Announce:
-    """Validate an announce; raises TrackerRequestError naming the bad parameter."""
-    params = parse_query(query)
-    info_hash = _required(params, "info_hash")
-    if len(info_hash) != 20:
-        raise TrackerRequestError(f"info_hash is {len(info_hash)} bytes, not 20")
-    peer_id = _required(params, "peer_id")
-    if len(peer_id) != 20:
-        raise TrackerRequestError(f"peer_id is {len(peer_id)} bytes, not 20")
-    _required(params, "port")
-    port = _int(params, "port")
-    if not 1 <= port <= 65535:
-        raise TrackerRequestError(f"port {port} is out of range")
-    event = params.get("event", b"").decode("ascii", "replace")
-    if event not in _EVENTS:
-        raise TrackerRequestError(f"unknown event {event!r}")
-    ip = _peer_ip(params.get("ip"), remote_ip)
-    device = params["device"].decode("ascii", "replace") if "device" in params else None
-    if device is not None and not _DEVICE_ID.match(device):
-        raise TrackerRequestError(f"parameter 'device' is not a device id: {device[:80]!r}")
-    hub_key = params["hub"].decode("ascii", "replace") if "hub" in params else None
-    numwant = _int(params, "numwant", DEFAULT_NUMWANT)
-    return Announce(
-        info_hash=info_hash,
-        peer_id=peer_id,
-        ip=ip,
-        port=port,
-        uploaded=_int(params, "uploaded"),
-        downloaded=_int(params, "downloaded"),
-        left=_int(params, "left") if "left" in params else None,
-        event=event,
-        numwant=min(numwant, MAX_NUMWANT),
-        device=device,
-        hub_key=hub_key,
-    )
-
-
-def _peer_ip(claimed: bytes | None, remote_ip: str) -> IPAddress:
-    if claimed:
-        try:
-            return ipaddress.ip_address(claimed.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            log.debug("ignoring announce ip=%r: not an IP address", claimed)
-    try:
-        return ipaddress.ip_address(remote_ip)
-    except ValueError:
-        raise TrackerRequestError(f"cannot tell the peer's address ({remote_ip!r})") from None
-
-
-def failure(reason: str) -> bytes:
-    """A bencoded tracker failure answer."""
-    answer: dict[bytes, Any] = {b"failure reason": reason.encode()}
-    return bytes(lt.bencode(answer))
+@dataclass
+class _Swarm:
+    release: bytes
+    peers: dict[bytes, Peer] = field(default_factory=dict)
+    downloaded: int = 0
 
 
 class Swarms:
@@ -222,27 +117,24 @@ class Swarms:
     def __init__(
         self,
         interval: int = DEFAULT_INTERVAL,
-        peer_selector: PeerSelector = everyone_but_the_asker,
+        peer_selector: PeerSelector | None = None,
         clock: Callable[[], float] = time.monotonic,
         hub_key: str | None = None,
+        max_swarms: int = MAX_SWARMS,
+        max_peers: int = MAX_PEERS_PER_SWARM,
+        max_per_address: int = MAX_PEERS_PER_ADDRESS,
     ) -> None:
         self.interval = interval
-        self._select = peer_selector
+        self.expiry = EXPIRY_INTERVALS * interval
+        self._select = peer_selector or EveryoneButTheAsker()
         self._clock = clock
         self._hub_key = hub_key
-        self._swarms: dict[bytes, dict[bytes, Peer]] = {}
+        self._max_swarms = max_swarms
+        self._max_peers = max_peers
+        self._max_per_address = max_per_address
+        self._swarms: dict[bytes, _Swarm] = {}
         self._joined: dict[str | bytes, tuple[float, float]] = {}  # key -> (first, last)
-        self._joined_pruned = clock()
-
-    def _first_seen(self, key: str | bytes, now: float) -> float:
-        """When `key` was first heard of; forgotten after 2 x interval of silence."""
-        if now - self._joined_pruned > self.interval:
-            cutoff = now - 2 * self.interval
-            self._joined = {k: v for k, v in self._joined.items() if v[1] >= cutoff}
-            self._joined_pruned = now
-        first = self._joined.get(key, (now, now))[0]
-        self._joined[key] = (first, now)
-        return first
+        self._swept = clock()
 
     def is_hub(self, request: Announce) -> bool:
         return (
@@ -251,81 +143,107 @@ class Swarms:
             and hmac.compare_digest(request.hub_key.encode(), self._hub_key.encode())
         )
 
-    def announce(self, request: Announce, site: str | None = None) -> bytes:
-        """Record the announce (the peer of a device of `site`) and return the bencoded
-        answer."""
+    def announce(
+        self, request: Announce, site: str | None = None, release: bytes | None = None
+    ) -> bytes:
+        """Record the announce (the peer of a device of `site`, in a swarm of `release`,
+        which defaults to the info-hash) and return the bencoded answer. Raises
+        TrackerRefusedError past a bound; nothing is recorded then."""
         now = self._clock()
-        swarm = self._expire(request.info_hash, now)
+        if now - self._swept >= self.interval:
+            self._sweep(now)
+        swarm = self._swarm(request.info_hash, release or request.info_hash, now)
+        stopped = request.event == "stopped"
+        if stopped:
+            gone = swarm.peers.pop(request.peer_id, None)
+            if gone is not None:
+                self._select.forget(gone, swarm.release)
+        else:
+            self._check_room(swarm, request)
+        key = request.device or request.peer_id
+        first = self._joined.get(key, (now, now))[0]
         asker = Peer(
             request.peer_id, request.ip, request.port, request.left, now,
-            first_seen=self._first_seen(request.device or request.peer_id, now),
-            device=request.device,
-            site=site,
-            is_hub=self.is_hub(request),
+            first_seen=first, device=request.device, site=site, is_hub=self.is_hub(request),
         )
-        if request.event == "stopped":
-            swarm.pop(request.peer_id, None)
-        else:
-            swarm[request.peer_id] = asker
-        if not swarm:
+        if not stopped:
+            self._joined[key] = (first, now)
+            swarm.peers[request.peer_id] = asker
+            if request.event == "completed":
+                swarm.downloaded += 1
+        live = list(swarm.peers.values())
+        counts = _counts(swarm)
+        if not swarm.peers:
             self._swarms.pop(request.info_hash, None)
-        live = list(swarm.values())
-        chosen = [] if request.event == "stopped" else self._select(asker, live)
-        chosen = list(chosen)[: request.numwant]
+        chosen = [] if stopped else list(self._select.select(asker, live, swarm.release))
+        chosen = chosen[: request.numwant]
         log.debug(
             "announce %s from %s:%d (device %s, site %s%s): told %d peers%s",
             request.event or "-", asker.ip, asker.port, asker.device, asker.site,
             ", the hub" if asker.is_hub else "", len(chosen),
             ", the hub among them" if any(p.is_hub for p in chosen) else "",
         )
-        v4 = b"".join(p.ip.packed + p.port.to_bytes(2, "big") for p in chosen if p.ip.version == 4)
-        v6 = b"".join(p.ip.packed + p.port.to_bytes(2, "big") for p in chosen if p.ip.version == 6)
-        complete = sum(1 for p in live if p.is_seed)
-        answer: dict[bytes, Any] = {
-            b"interval": self.interval,
-            b"min interval": max(1, self.interval // 5),
-            b"complete": complete,
-            b"incomplete": len(live) - complete,
-            b"peers": v4,
-            b"peers6": v6,
-        }
-        return bytes(lt.bencode(answer))
+        return announce_answer(((p.ip, p.port) for p in chosen), self.interval, counts)
 
     def peers(self, info_hash: bytes) -> list[Peer]:
         """The live peers of one swarm (for status pages and tests)."""
-        return list(self._expire(info_hash, self._clock()).values())
+        swarm = self._swarms.get(info_hash)
+        if swarm is None:
+            return []
+        self._expire(swarm, self._clock())
+        return list(swarm.peers.values())
 
-    def _expire(self, info_hash: bytes, now: float) -> dict[bytes, Peer]:
-        swarm = self._swarms.setdefault(info_hash, {})
-        cutoff = now - 2 * self.interval
-        for peer_id in [pid for pid, p in swarm.items() if p.last_seen < cutoff]:
-            del swarm[peer_id]
+    def counts(self, info_hash: bytes) -> SwarmCounts | None:
+        """Scrape's view of one swarm; None when the tracker holds no such swarm."""
+        swarm = self._swarms.get(info_hash)
+        if swarm is None:
+            return None
+        self._expire(swarm, self._clock())
+        return _counts(swarm)
+
+    def info_hashes(self) -> list[bytes]:
+        return list(self._swarms)
+
+    def _swarm(self, info_hash: bytes, release: bytes, now: float) -> _Swarm:
+        swarm = self._swarms.get(info_hash)
+        if swarm is None:
+            if len(self._swarms) >= self._max_swarms:
+                self._sweep(now)
+            if len(self._swarms) >= self._max_swarms:
+                raise TrackerRefusedError(
+                    f"tracker full: {self._max_swarms} swarms already tracked"
+                )
+            swarm = self._swarms[info_hash] = _Swarm(release)
+        self._expire(swarm, now)
         return swarm
 
+    def _check_room(self, swarm: _Swarm, request: Announce) -> None:
+        if request.peer_id in swarm.peers:
+            return
+        if len(swarm.peers) >= self._max_peers:
+            raise TrackerRefusedError(f"swarm full: {self._max_peers} peers")
+        same_address = sum(1 for p in swarm.peers.values() if p.ip == request.ip)
+        if same_address >= self._max_per_address:
+            raise TrackerRefusedError(
+                f"{self._max_per_address} peers from {request.ip} already in this swarm"
+            )
 
-async def handle_announce(
-    swarms: Swarms, raw_query: bytes, remote_ip: str, site_of: SiteLookup | None = None
-) -> bytes:
-    """The whole announce, errors included, as bytes to send back with HTTP 200."""
-    try:
-        request = parse_announce(raw_query, remote_ip)
-    except TrackerRequestError as exc:
-        log.warning("malformed announce from %s: %s", remote_ip, exc)
-        return failure(str(exc))
-    site = None
-    if request.device is not None and site_of is not None:
-        site = await site_of(request.device)
-    return swarms.announce(request, site)
+    def _expire(self, swarm: _Swarm, now: float) -> None:
+        cutoff = now - self.expiry
+        for peer_id in [pid for pid, p in swarm.peers.items() if p.last_seen < cutoff]:
+            self._select.forget(swarm.peers.pop(peer_id), swarm.release)
+
+    def _sweep(self, now: float) -> None:
+        """Expire every swarm, drop the empty ones, forget silent peers' first-seen."""
+        for info_hash, swarm in list(self._swarms.items()):
+            self._expire(swarm, now)
+            if not swarm.peers:
+                del self._swarms[info_hash]
+        cutoff = now - self.expiry
+        self._joined = {k: v for k, v in self._joined.items() if v[1] >= cutoff}
+        self._swept = now
 
 
-def make_announce_route(swarms: Swarms, site_of: SiteLookup | None = None) -> Route:
-    """GET /announce backed by `swarms`; `site_of` tells an announcing device's site."""
-
-    async def announce(request: Request) -> Response:
-        remote_ip = request.client.host if request.client else ""
-        body = await handle_announce(
-            swarms, request.scope.get("query_string", b""), remote_ip, site_of
-        )
-        return Response(body, media_type="text/plain")
-
-    return Route("/announce", announce, methods=["GET"])
+def _counts(swarm: _Swarm) -> SwarmCounts:
+    complete = sum(1 for p in swarm.peers.values() if p.is_seed)
+    return SwarmCounts(complete, len(swarm.peers) - complete, swarm.downloaded)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
@@ -30,11 +30,13 @@ from hub.enrollment import enroll_device
 from hub.errors import EnrollmentRefusedError, HubError, UnknownDeviceError
 from hub.hub_dir import HubDir
 from hub.leases import lease_routes
+from hub.published_releases import PublishedReleases
 from hub.relayed_results import relay_routes
 from hub.request_body import BodyTooLargeError, read_body, read_json_model
 from hub.results_store import ingest_result
 
 log = logging.getLogger(__name__)
+
 
 class CountingFiles:
     """Wraps a static-file app and counts the body bytes it sends per path, so the hub
@@ -57,12 +59,58 @@ class CountingFiles:
         await self.app(scope, receive, counting_send)
 
 
+class PublishedPayloads:
+    """Wraps a static-file app so it serves the payloads of published releases only:
+    `publish` puts the file in place (and links it under /targets) before the release
+    key signs its target, and a payload nothing signed is nothing to hand out (404, as
+    if absent).
+
+    Under /payloads/ every path is a payload's target path. Under /targets/ (`hashed`)
+    payloads are at `releases/NAME/VERSION/HASH.FILE` beside their torrents and the other
+    signed files; only the payloads are checked, the rest is TUF metadata's business."""
+
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        published: PublishedReleases,
+        hashed: bool = False,
+    ) -> None:
+        self.app = app
+        self.published = published
+        self.hashed = hashed
+
+    def _payload_target(self, path: str) -> str | None:
+        """The release target a request path names, None if it names no payload."""
+        if not self.hashed:
+            return path
+        if not path.startswith("releases/") or path.endswith(".torrent"):
+            return None
+        directory, _, name = path.rpartition("/")
+        return f"{directory}/{name.partition('.')[2]}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        path = path.removeprefix(str(scope.get("root_path", ""))).lstrip("/")
+        target = self._payload_target(path) if scope["type"] == "http" else None
+        if target is not None and not await self.published.is_published_target(target):
+            await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def make_app(hub_dir: HubDir, extra_routes: list[BaseRoute] | None = None) -> Starlette:
-    """The ASGI app. `extra_routes` carries the tracker's announce route."""
+def make_app(
+    hub_dir: HubDir,
+    extra_routes: Sequence[BaseRoute] = (),
+    published: PublishedReleases | None = None,
+) -> Starlette:
+    """The ASGI app. `extra_routes` carries the tracker's routes; `published` is the view
+    of published releases the web seed serves (read from the hub database if not given)."""
+    published = published or PublishedReleases.from_database(hub_dir.database)
+    # Refused requests are not counted: the counters are per release.
     payload_files = CountingFiles(StaticFiles(directory=hub_dir.payloads, check_dir=False))
 
     async def in_database(work: Callable[[HubDatabase], Any]) -> Any:
@@ -121,12 +169,14 @@ def make_app(hub_dir: HubDir, extra_routes: list[BaseRoute] | None = None) -> St
         Mount("/metadata", StaticFiles(directory=hub_dir.metadata, check_dir=False)),
         # Payloads on another filesystem are symlinked in (hub/target_files.py); only the
         # hub writes this directory.
-        Mount("/targets", StaticFiles(directory=hub_dir.targets, check_dir=False,
-                                      follow_symlink=True)),
-        Mount("/payloads", payload_files),
+        Mount("/targets", PublishedPayloads(
+            StaticFiles(directory=hub_dir.targets, check_dir=False, follow_symlink=True),
+            published, hashed=True,
+        )),
+        Mount("/payloads", PublishedPayloads(payload_files, published)),
         *relay_routes(in_database),
         *lease_routes(hub_dir),
-        *(extra_routes or []),
+        *extra_routes,
     ]
     app = Starlette(routes=routes, exception_handlers={HubError: hub_errors})
     app.state.payload_files = payload_files

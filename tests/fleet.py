@@ -93,11 +93,18 @@ class ServedHub:
             database.close()
 
 
-async def start_hub(workdir: Path, nursery: trio.Nursery, address: str = "127.0.0.1") -> ServedHub:
+async def start_hub(
+    workdir: Path, nursery: trio.Nursery, address: str = "127.0.0.1", hub_toml: str = ""
+) -> ServedHub:
+    """A served hub; `hub_toml` is appended to its hub.toml (e.g. a shorter tracker
+    interval)."""
     hub_dir = HubDir(workdir / "hub")
     port = free_port(address)
     created = initialize_hub(hub_dir, None, f"{address}:{port}", "",
                              f"{address}:{free_port(address)}")
+    if hub_toml:
+        with hub_dir.config_file.open("a", encoding="utf-8") as config:
+            config.write("\n" + hub_toml)
     server = HubServer(hub_dir, HubConfig.load(hub_dir.config_file))
     await nursery.start(server.run)
     return ServedHub(hub_dir, f"http://{address}:{port}", created["token"], workdir, server)

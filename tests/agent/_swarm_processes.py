@@ -20,6 +20,7 @@ import os
 from functools import partial
 from pathlib import Path
 
+import libtorrent as lt
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
@@ -31,12 +32,19 @@ from starlette.staticfiles import StaticFiles
 
 from agent.errors import DownloadError
 from agent.peer_session import PeerSession
+from hub.published_releases import PublishedReleases
 from hub.seeder import HubSeeder
-from hub.tracker import Swarms, make_announce_route
+from hub.tracker import Swarms
+from hub.tracker_http import tracker_routes
 
 
 async def run_hub(args: argparse.Namespace) -> None:
     swarms = Swarms(interval=60)
+    hashes = lt.torrent_info(Path(args.torrent).read_bytes()).info_hashes()
+    v1 = hashes.v1.to_bytes()
+    published = PublishedReleases.fixed(
+        {v1: v1, hashes.v2.to_bytes()[:20]: v1}, frozenset({args.payload_name})
+    )
     seeder = None
     if not args.no_seed:
         seeder = HubSeeder(
@@ -54,7 +62,7 @@ async def run_hub(args: argparse.Namespace) -> None:
 
     app = Starlette(
         routes=[
-            make_announce_route(swarms),
+            *tracker_routes(swarms, published),
             Route("/stats", stats),
             Mount("/payloads", StaticFiles(directory=args.payload_dir)),
         ]

@@ -15,7 +15,6 @@ import pytest
 import trio
 
 from hub.database import HubDatabase
-from hub.site_peers import site_gateways
 from hub.status_report import status_report
 from tests.fleet import start_agent, start_hub
 
@@ -59,7 +58,9 @@ async def test_hub_seeds_one_gateway_per_site_and_status_shows_bytes_per_site(tm
     sites_seen = {p.device: p.site for p in peers if not p.is_hub}
     assert sites_seen == {d.identity.device_id: site for site, d in agents}
     assert sum(p.is_hub for p in peers) == 1
-    gateway_ids = {p.device for p in peers if p.peer_id in site_gateways(peers, 1)}
+    gateway_ids = {
+        key for site in SITES for key in hub.server.site_peers.gateways(info_hash, site)
+    }
     assert len(gateway_ids) == 2
 
     # Only the gateways received anything from the hub.

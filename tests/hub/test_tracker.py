@@ -11,7 +11,10 @@ import pytest
 from starlette.applications import Starlette
 
 from hub.errors import TrackerRequestError
-from hub.tracker import Swarms, make_announce_route, parse_announce
+from hub.published_releases import PublishedReleases
+from hub.tracker import Swarms
+from hub.tracker_http import tracker_routes
+from hub.tracker_wire import parse_announce
 
 # Bytes that are not valid UTF-8 and include '&', '=', '%' and '+' once encoded.
 INFO_HASH = bytes([0xFF, 0x00, 0x26, 0x3D, 0x25, 0x2B]) + bytes(range(0x80, 0x8E))
@@ -57,10 +60,10 @@ def test_binary_info_hash_and_peer_id_survive_the_raw_query():
     assert (announce.port, announce.left, announce.event) == (6881, 100, "")
 
 
-def test_ip_parameter_is_honoured_only_when_it_is_an_ip_address():
-    assert str(parse_announce(query(ip="127.0.0.3"), "127.0.0.1").ip) == "127.0.0.3"
-    assert str(parse_announce(query(ip="2001:db8::5"), "127.0.0.1").ip) == "2001:db8::5"
-    assert str(parse_announce(query(ip="evil.example"), "127.0.0.1").ip) == "127.0.0.1"
+def test_ip_parameter_is_ignored_the_connection_says_where_the_peer_is():
+    assert str(parse_announce(query(ip="127.0.0.3"), "127.0.0.1").ip) == "127.0.0.1"
+    assert str(parse_announce(query(ip="2001:db8::5"), "10.0.0.7").ip) == "10.0.0.7"
+    assert str(parse_announce(query(), "::ffff:10.0.0.8").ip) == "10.0.0.8"
 
 
 @pytest.mark.parametrize(
@@ -119,22 +122,27 @@ def test_stopped_removes_the_peer():
     assert [p.peer_id for p in swarms.peers(INFO_HASH)] == [peer_id(2)]
 
 
-def test_peer_silent_for_two_intervals_is_forgotten():
+def test_peer_is_forgotten_only_after_missing_three_announces():
     clock = Clock()
     swarms = Swarms(interval=100, clock=clock)
     swarms.announce(parse_announce(query(pid=peer_id(1)), "10.0.0.1"))
-    clock.now += 150
-    swarms.announce(parse_announce(query(pid=peer_id(2)), "10.0.0.2"))
-    clock.now += 60  # peer 1 last heard 210 s ago, peer 2 60 s ago
+    clock.now += 300  # missed two announces: late, not gone
+    answer = decode(swarms.announce(parse_announce(query(pid=peer_id(2)), "10.0.0.2")))
+    assert compact_v4(answer[b"peers"]) == [("10.0.0.1", 6881)]
+    clock.now += 60  # peer 1 last heard 360 s ago > 3.5 x 100 s, peer 2 60 s ago
     answer = decode(swarms.announce(parse_announce(query(pid=peer_id(3)), "10.0.0.3")))
     assert compact_v4(answer[b"peers"]) == [("10.0.0.2", 6881)]
 
 
 def test_numwant_caps_the_list_and_the_selector_seam_orders_it():
-    def by_port(_asker, peers):
-        return sorted((p for p in peers if p.port != 9999), key=lambda p: p.port)
+    class ByPort:
+        def select(self, _asker, peers, _release):
+            return sorted((p for p in peers if p.port != 9999), key=lambda p: p.port)
 
-    swarms = Swarms(peer_selector=by_port)
+        def forget(self, _peer, _release):
+            pass
+
+    swarms = Swarms(peer_selector=ByPort())
     for n in range(1, 6):
         swarms.announce(parse_announce(query(pid=peer_id(n), port=7000 + n), f"10.0.0.{n}"))
     answer = decode(swarms.announce(parse_announce(query(pid=peer_id(9), port=9999, numwant=2),
@@ -144,7 +152,7 @@ def test_numwant_caps_the_list_and_the_selector_seam_orders_it():
 
 async def test_route_answers_malformed_with_a_bencoded_failure_and_200_and_uses_source_ip():
     swarms = Swarms()
-    app = Starlette(routes=[make_announce_route(swarms)])
+    app = Starlette(routes=tracker_routes(swarms, PublishedReleases.fixed({INFO_HASH: INFO_HASH})))
     transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
         bad = await client.get("/announce?info_hash=%FF&peer_id=x&port=1")

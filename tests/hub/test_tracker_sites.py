@@ -14,8 +14,11 @@ from starlette.applications import Starlette
 
 from hub.database import HubDatabase, utc_now
 from hub.errors import TrackerRequestError
+from hub.published_releases import PublishedReleases
 from hub.site_peers import DeviceSites, SitePeerSelector
-from hub.tracker import Swarms, make_announce_route, parse_announce
+from hub.tracker import Swarms
+from hub.tracker_http import tracker_routes
+from hub.tracker_wire import parse_announce
 
 INFO_HASH = b"\x07" * 20
 HUB_KEY = "s3cret-hub-key"
@@ -112,16 +115,61 @@ def test_gateway_that_stops_is_replaced_by_the_next_oldest_of_its_site():
     assert fleet.hub() == ["198.18.1.2"]
 
 
-def test_silent_gateway_expires_and_the_next_one_takes_over():
+def test_silent_gateway_expires_after_three_missed_announces_and_the_next_one_takes_over():
     fleet = Fleet()
     fleet.hub()
     for n in (1, 2):
         fleet.agent(1, n)
-    fleet.clock.now += 45
-    fleet.agent(1, 2)  # agent 1 stays silent
-    fleet.hub()
-    fleet.clock.now += 30  # agent 1 last heard 75 s ago > 2 x 30 s
+    for _ in range(3):  # agent 1 stays silent, agent 2 and the hub announce every 30 s
+        fleet.clock.now += 30
+        fleet.agent(1, 2)
+        fleet.hub()
+    assert fleet.hub() == ["198.18.1.1"]  # 90 s: late by two announces, still the gateway
+    fleet.clock.now += 16  # agent 1 last heard 106 s ago > 3.5 x 30 s
     assert fleet.agent(1, 2) == [HUB_IP]
+    assert fleet.hub() == ["198.18.1.2"]
+
+
+def test_gateway_stays_when_an_agent_seen_earlier_joins_the_swarm_later():
+    """Election is by age, but only among the agents present: an agent the tracker has
+    known for longer (from another release) does not unseat a gateway that announces."""
+    fleet = Fleet()
+    other_release = b"\x09" * 20
+    veteran = parse_announce(
+        raw_query(101, "dev-1-1").replace(
+            f"info_hash={quote_from_bytes(INFO_HASH)}".encode(),
+            f"info_hash={quote_from_bytes(other_release)}".encode()),
+        "198.18.1.1")
+    fleet.swarms.announce(veteran, "site1")
+    fleet.clock.now += 20
+    fleet.hub()
+    assert fleet.agent(1, 2) == [HUB_IP]  # agent 2 is the first of site 1 in this swarm
+    for _ in range(10):
+        fleet.clock.now += 30
+        assert HUB_IP not in fleet.agent(1, 1)
+        assert fleet.agent(1, 2)[0] == HUB_IP
+        assert fleet.hub() == ["198.18.1.2"]
+
+
+def test_gateway_late_by_one_announce_keeps_its_place():
+    fleet = Fleet()
+    fleet.hub()
+    fleet.agent(1, 1)
+    fleet.agent(1, 2)
+    fleet.clock.now += 61  # a lost announce: agent 1 is late, not gone
+    assert fleet.agent(1, 2) == ["198.18.1.1"]
+    assert fleet.hub() == ["198.18.1.1"]
+
+
+def test_hub_serving_long_before_a_rollout_is_in_the_swarm_when_agents_arrive():
+    """The hub's seeder announces at the tracker's interval (agent/torrent_network.py);
+    ten minutes of serving before anyone joins must not have expired it."""
+    fleet = Fleet()
+    for _ in range(20):
+        fleet.hub()
+        fleet.clock.now += 30
+    assert fleet.agent(1, 1) == [HUB_IP]
+    assert fleet.hub() == ["198.18.1.1"]
 
 
 def test_several_gateways_per_site_when_configured():
@@ -180,7 +228,8 @@ async def test_route_reads_sites_from_the_device_table_and_after_a_libtorrent_st
     database.close()
     swarms = Swarms(peer_selector=SitePeerSelector(), hub_key=HUB_KEY)
     sites = DeviceSites(tmp_path / "hub.sqlite")
-    app = Starlette(routes=[make_announce_route(swarms, sites.site_of)])
+    published = PublishedReleases.fixed({INFO_HASH: INFO_HASH})
+    app = Starlette(routes=tracker_routes(swarms, published, sites.site_of))
     transport = httpx.ASGITransport(app=app, client=("198.18.1.5", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
         for n, device in ((1, "dev-aaaa"), (2, "dev-bbbb"), (3, "dev-cccc")):
@@ -220,14 +269,14 @@ def test_both_swarms_of_a_hybrid_torrent_elect_the_same_gateway():
             f"info_hash={quote_from_bytes(INFO_HASH)}".encode(),
             f"info_hash={quote_from_bytes(info_hash)}".encode(),
         )
-        return addresses(swarms.announce(parse_announce(raw, f"198.18.1.{n}"), "site1"))
+        return addresses(swarms.announce(parse_announce(raw, f"198.18.1.{n}"), "site1", v1))
 
     for info_hash in (v1, v2):
         swarms.announce(parse_announce(
             raw_query(0, hub=HUB_KEY, left=0).replace(
                 f"info_hash={quote_from_bytes(INFO_HASH)}".encode(),
                 f"info_hash={quote_from_bytes(info_hash)}".encode()),
-            HUB_IP))
+            HUB_IP), None, v1)
     announce(v1, 1)
     announce(v1, 2)
     announce(v2, 2)  # agent 2 is first in the v2 swarm
