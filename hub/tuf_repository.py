@@ -45,6 +45,8 @@ from tuf.api.metadata import (
 )
 
 from agent.atomic_file import write_atomic
+from agent.errors import TargetTooLargeError
+from agent.target_size_caps import check_target_size
 from hub.errors import PublishError, RepositoryError
 from hub.hub_dir import HubDir
 from hub.metadata_signing import (
@@ -71,6 +73,15 @@ _HASH_CHUNK = 1024 * 1024
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _refuse_oversized(target_path: str, length: int) -> None:
+    """Agents refuse a target above the cap of its kind (agent/target_size_caps.py):
+    refuse to sign one, so the admin hears it now rather than from every device."""
+    try:
+        check_target_size(target_path, length)
+    except TargetTooLargeError as exc:
+        raise RepositoryError(f"{exc}; agents would refuse it, so it is not signed") from None
 
 
 @dataclass(frozen=True)
@@ -269,6 +280,7 @@ class HubRepository:
                 )
             rollout_signer = self.keys.load_expected(ROLLOUT_ROLE, role.keyids)
             snapshot_signer, timestamp_signer = self._freshness_signers(state)
+            _refuse_oversized(target_path, len(data))
             target_file = TargetFile.from_data(target_path, data, ["sha256"])
             state.rollout.signed.targets[target_path] = target_file
             state.rollout.signed.version += 1
@@ -305,6 +317,7 @@ class HubRepository:
             snapshot_signer, timestamp_signer = self._freshness_signers(state)
             files: list[tuple[Path, bytes]] = []
             for target_path, data in documents.items():
+                _refuse_oversized(target_path, len(data))
                 target_file = TargetFile.from_data(target_path, data, ["sha256"])
                 state.rollout.signed.targets[target_path] = target_file
                 name = consistent_target_name(target_path, target_file.hashes["sha256"])
@@ -470,6 +483,7 @@ class HubRepository:
         try:
             if entry.serve_via_tuf:
                 data = entry.local_file.read_bytes()
+                _refuse_oversized(entry.target_path, len(data))
                 target = TargetFile.from_data(entry.target_path, data, ["sha256"])
                 target.unrecognized_fields = custom or {}
                 return target, data

@@ -28,6 +28,7 @@ from agent.target_size_caps import (
     TORRENT_CAP,
     size_cap,
 )
+from hub.errors import RepositoryError
 from hub.hub_dir import HubDir
 from hub.tuf_repository import HubRepository, ReleaseTargetEntry
 
@@ -41,6 +42,13 @@ class _RecordingHandler(SimpleHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+@pytest.fixture
+def attackers_signer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub refuses to sign oversized targets (tested below); an attacker's own
+    signing code holding the same keys does not, so the agent-side tests turn it off."""
+    monkeypatch.setattr("hub.tuf_repository._refuse_oversized", lambda path, length: None)
 
 
 @pytest.fixture
@@ -75,7 +83,7 @@ def test_each_kind_of_target_has_its_cap() -> None:
 
 
 def test_a_huge_rollout_document_signed_with_the_online_key_is_refused_before_download(
-        hub, tmp_path: Path) -> None:
+        hub, tmp_path: Path, attackers_signer: None) -> None:
     repo, url, requested = hub
     # The attacker owns the hub server and its online rollout key: it signs a 2 MiB
     # rollout document (the red team used 64 MiB; anything above the cap is the same).
@@ -105,7 +113,7 @@ def test_a_rollout_document_within_its_cap_is_downloaded(hub, tmp_path: Path) ->
     ("releases/app/1.0/app.tar.torrent", 16 * MIB + 1),
 ])
 def test_small_targets_above_their_kinds_cap_are_not_downloaded(
-        hub, tmp_path: Path, path: str, size: int) -> None:
+        hub, tmp_path: Path, path: str, size: int, attackers_signer: None) -> None:
     repo, url, requested = hub
     big = tmp_path / "big"
     big.write_bytes(b"#" * size)
@@ -116,3 +124,19 @@ def test_small_targets_above_their_kinds_cap_are_not_downloaded(
                        f"{size} bytes, more than"):
         client.download_small_target(path)
     assert not any(p.startswith("/targets/") for p in requested), requested
+
+
+def test_the_hub_refuses_to_sign_what_agents_would_refuse(hub, tmp_path: Path) -> None:
+    repo, _, _ = hub
+    with pytest.raises(RepositoryError, match="^target rollouts/lab.json is signed with "
+                       f"length {MIB + 1} bytes.*agents would refuse it, so it is not signed"):
+        repo.set_rollout_document("rollouts/lab.json", b" " * (MIB + 1))
+    with pytest.raises(RepositoryError, match="a rollout document may have"):
+        repo.set_rollout_documents({"rollouts/lab.json": b" " * (MIB + 1)})
+    big = tmp_path / "lab.toml"
+    big.write_bytes(b"#" * (64 * 1024 + 1))
+    before = repo.release_targets()
+    with pytest.raises(RepositoryError, match="a group policy may have"):
+        repo.add_release_targets([ReleaseTargetEntry("policies/lab.toml", big,
+                                                     serve_via_tuf=True)])
+    assert repo.release_targets() == before and repo.rollout_targets() == {}
