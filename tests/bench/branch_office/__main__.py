@@ -36,8 +36,13 @@ def parse() -> tuple[Settings, argparse.Namespace]:
     p.add_argument("--wan-mbit", type=float, default=20.0)
     p.add_argument("--lan-mbit", type=float, default=200.0)
     p.add_argument("--hub-peers-per-site", type=int, default=1)
-    p.add_argument("--web-seed-after", type=float, default=10.0)
+    p.add_argument("--web-seed-after", type=float, default=None,
+                   help="agents' web_seed_after (default: the product's)")
+    p.add_argument("--serve-before", type=float, default=150.0,
+                   help="seconds the hub serves before the rollout starts, at least")
     p.add_argument("--skip-http", action="store_true", help="skip the HTTP baseline")
+    p.add_argument("--http-last", action="store_true",
+                   help="run the HTTP baseline after the rollout instead of before")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     p.add_argument("--debug", action="store_true", help="debug logs from hub and agents")
     args = p.parse_args()
@@ -45,6 +50,7 @@ def parse() -> tuple[Settings, argparse.Namespace]:
         sites=args.sites, agents_per_site=args.agents, payload_mib=args.mib,
         wan_mbit=args.wan_mbit, lan_mbit=args.lan_mbit,
         hub_peers_per_site=args.hub_peers_per_site, web_seed_after=args.web_seed_after,
+        serve_before=args.serve_before,
         verbosity="-vv" if args.debug else "-v",
     )
     return settings, args
@@ -84,9 +90,17 @@ def render(settings: Settings, file_bytes: int, summary: dict[str, Any]) -> str:
                  f"{'':>8}{settings.sites * file_bytes:>22,}{settings.sites:>8.2f}{1.0:>9.2f}")
     m = summary["meisitong"]
     lines.append(
-        f"Meisitong: hub payload counters {m['hub_payload_by_channel']}; agents started "
-        f"downloading {m['first_download_started_after']:.1f}-"
+        f"Meisitong ({summary['order']}; the hub had served {m['hub_served_before_rollout']:.0f} s"
+        f" before `rollout start`): hub payload counters {m['hub_payload_by_channel']}; agents"
+        f" started downloading {m['first_download_started_after']:.1f}-"
         f"{m['last_download_started_after']:.1f} s after `rollout start`"
+    )
+    web_seed = settings.web_seed_after
+    lines.append(
+        f"agent web_seed_after: {'product default' if web_seed is None else f'{web_seed:g} s'}"
+        f"; gateways per site (agents that received payload from the hub): "
+        + ", ".join(f"{site} {len(names)} ({' '.join(names)})"
+                    for site, names in m["gateways"].items())
     )
     for site in m["sites"]:
         lines.append(
@@ -118,9 +132,13 @@ def main() -> None:
         run.enroll_agents(published["token"])
         summary: dict[str, Any] = {"settings": settings.__dict__,
                                    "bounds": bounds(settings, file_bytes)}
-        if not args.skip_http:
+        if not args.skip_http and not args.http_last:
             summary["http"] = run.http_baseline(published)
         summary["meisitong"] = run.meisitong(published)
+        if not args.skip_http and args.http_last:
+            summary["http"] = run.http_baseline(published)
+        summary["order"] = ("Meisitong only" if args.skip_http else
+                            "HTTP baseline last" if args.http_last else "HTTP baseline first")
         (work / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         print(render(settings, file_bytes, summary))
         print(f"(harness wall time {time.monotonic() - started:.0f} s; work dir {work})")

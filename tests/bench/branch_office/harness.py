@@ -41,7 +41,11 @@ class Settings:
     lan_mbit: float = 200.0
     hub_peers_per_site: int = 1
     poll_interval: float = 2.0
-    web_seed_after: float = 10.0
+    web_seed_after: float | None = None
+    """None: the product default (agent/config.py)."""
+    serve_before: float = 150.0
+    """Seconds the hub has served before `rollout start`, at least: longer than one
+    tracker interval (30 s) and than its expiry (105 s), as on a hub that has been up."""
     timeout: float = 1200.0
     verbosity: str = "-v"
 
@@ -80,6 +84,7 @@ class BranchOfficeRun:
         self.net = topology
         self.procs = Processes(work / "logs")
         self.hub_dir = work / "hub"
+        self.hub_started = 0.0
 
     # set-up ----------------------------------------------------------------
 
@@ -111,6 +116,7 @@ class BranchOfficeRun:
                 return False
 
         wait_until("hub answering", hub_answers, 60, every=1)
+        self.hub_started = time.monotonic()
         return {"token": init["token"], **published}
 
     def agent_home(self, agent: Agent) -> Path:
@@ -128,8 +134,9 @@ class BranchOfficeRun:
                 f'install_prefix = "{home / "root"}"\n'
                 f'[hub]\nurl = "{HUB_URL}"\n'
                 f'[p2p]\nlisten = "{agent.ip}:6881"\nlocal_discovery = true\n'
-                f"seed_time = 3600\nweb_seed_after = {self.s.web_seed_after}\n"
-                f"download_timeout = {self.s.timeout}\n"
+                f"seed_time = 3600\ndownload_timeout = {self.s.timeout}\n"
+                + (f"web_seed_after = {self.s.web_seed_after}\n"
+                   if self.s.web_seed_after is not None else "")
             )
         for batch in range(0, len(agents), 8):
             names = []
@@ -203,6 +210,10 @@ class BranchOfficeRun:
             ) for a in agents)
 
         wait_until("every agent has refreshed its metadata once", all_refreshed, 180, every=1)
+        served = time.monotonic() - self.hub_started
+        if served < self.s.serve_before:
+            time.sleep(self.s.serve_before - served)
+        served = time.monotonic() - self.hub_started
         wan_before = self.net.hub_wan_tx_bytes()
         counters_before = self.hub_payload_counters()
         self.procs.run("rollout", None, str(BIN / "meisitong-hub"), "rollout", "start",
@@ -236,6 +247,8 @@ class BranchOfficeRun:
             for channel in ("seeder", "web-seed")
         }
         return {
+            "hub_served_before_rollout": served,
+            "gateways": self.gateways(),
             "seconds": max(verified_at.values()) - started,
             "first_download_started_after": min(downloading_at.values()) - started,
             "last_download_started_after": max(downloading_at.values()) - started,
@@ -244,6 +257,18 @@ class BranchOfficeRun:
             "hub_payload_by_channel": hub_sent,
             "sites": self.site_status(),
         }
+
+    def gateways(self) -> dict[str, list[str]]:
+        """Per site, the agents that received payload bytes from the hub (its seeder or
+        web seed), from their journals: the site's gateways, plus any agent whose web
+        seed fallback fired."""
+        by_site: dict[str, list[str]] = {}
+        for agent in self.net.agents():
+            names = by_site.setdefault(f"site{agent.site}", [])
+            for (detail,) in self.journal_rows(agent, "SELECT detail FROM deployments"):
+                if int(json.loads(detail).get("bytes_from_hub", 0)) > 0:
+                    names.append(f"s{agent.site}a{agent.index}")
+        return by_site
 
     def site_status(self) -> list[dict[str, Any]]:
         """Per site bytes from hub / from peers, as `meisitong-hub status` shows them, once
