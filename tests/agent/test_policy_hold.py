@@ -9,15 +9,24 @@ policy, so it deletes the served file and the hub answers 404 for it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
 import trio
 from click.testing import CliRunner
 
 from agent.cli import main as agent_main
 from agent.config import AgentConfig
 from agent.daemon import AgentDaemon
+from agent.policy.clock import TrioWallClock, sleep_until
+from agent.policy.gate import NotEligibleYet
+from agent.policy.hold import PolicyHold
 from hub.hub_dir import HubDir
 from hub.policies import assign_group, set_policy
 from hub.rollouts import start_rollout
+from hub.tuf_repository import HubRepository, ReleaseTargetEntry
+from tests.agent._policy_sim import new_gate, release_info, update
 from tests.fleet import ServedHub, start_agent, start_hub
 
 
@@ -118,8 +127,6 @@ async def test_a_hidden_group_reassignment_keeps_the_last_signed_group_and_holds
 
 async def test_a_policy_that_verifies_but_does_not_validate_falls_back_without_a_hold(
         tmp_path, nursery):
-    from hub.tuf_repository import HubRepository, ReleaseTargetEntry
-
     hub = await start_hub(tmp_path, nursery)
     daemon, _ = await start_agent(hub, nursery, "desk", "127.0.0.2")
     set_policy(hub.hub_dir, "lab", write(tmp_path / "pause.toml", "paused = true\n"))
@@ -132,3 +139,25 @@ async def test_a_policy_that_verifies_but_does_not_validate_falls_back_without_a
     assert "REFUSED newer policy" in daemon.journal.status()["policy"][0]
     nursery.cancel_scope.cancel()
     await trio.sleep(0)
+
+
+async def test_a_deployment_waiting_for_its_window_does_not_install_while_held(
+        tmp_path, autojump_clock):
+    """The gate alone on MockClock: downloaded and waiting for tonight's window, then a
+    hold begins; the window opens and passes without an install until the hold ends."""
+    nights = '[[windows]]\nname = "night"\nwhen = "Daily 03:00-04:00"\n'
+    clock = TrioWallClock(datetime(2024, 6, 5, 2, tzinfo=UTC))
+    device = new_gate(tmp_path, "desk", clock, nights)
+    release, info = release_info(published=clock.now())
+    with pytest.raises(NotEligibleYet):
+        await device.gate.wait_for_install(release, info)
+    hold = PolicyHold("policies/office.toml", "the hub answered HTTP 404", "2024-06-05T02:00")
+    device.gate.apply(replace(update(nights), digest="hold:x", hold=hold))
+    await sleep_until(clock, datetime(2024, 6, 5, 3, 30, tzinfo=UTC))  # window open
+    with pytest.raises(NotEligibleYet) as held:
+        await device.gate.wait_for_install(release, info)
+    assert held.value.text == (
+        "held: policies/office.toml cannot be used (the hub answered HTTP 404)")
+    assert not device.gate.admit(release, info)
+    device.gate.apply(update(nights))  # the file verifies again
+    await device.gate.wait_for_install(release, info)  # inside the window: go
