@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-branch clean system-tools
+.PHONY: demo test lint bench bench-branch clean system-tools js-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Debian tools some tests and benchmarks need (btrfs and xfs loop images, .deb builds).
+# Debian tools some tests and benchmarks need (btrfs and xfs loop images, .deb builds,
+# the standard clients of tests/e2e/test_standard_clients.py: qBittorrent, aria2,
+# Transmission 3's transmission-show, node and npm).
 # Installed only when running as root and only if missing; without them those tests skip.
-SYSTEM_TOOLS := mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs dpkg-deb:dpkg
+SYSTEM_TOOLS := mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs dpkg-deb:dpkg \
+	qbittorrent-nox:qbittorrent-nox aria2c:aria2 transmission-show:transmission-cli \
+	node:nodejs npm:npm
 system-tools:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for pair in $(SYSTEM_TOOLS); do \
@@ -28,6 +32,15 @@ system-tools:
 	  fi; \
 	fi
 
+# tuf-js, the standard TUF client (not python-tuf) tests/e2e/test_standard_clients.py runs,
+# into build/tuf-js; only if npm exists and it is missing. Without it that test skips.
+js-tools: system-tools
+	@if command -v npm >/dev/null && [ ! -d build/tuf-js/node_modules/tuf-js ]; then \
+	  echo "installing tuf-js into build/tuf-js"; \
+	  npm install --silent --no-audit --no-fund --prefix build/tuf-js tuf-js@6 || \
+	    echo "could not install tuf-js: the standard TUF client test will skip"; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/python -m hub.demo_fleet
 
@@ -35,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check agent hub tests
 	$(BIN)/mypy
 
-test: $(STAMP) system-tools lint
+test: $(STAMP) system-tools js-tools lint
 	$(BIN)/pytest -q
 
 bench: $(STAMP) system-tools

@@ -2,12 +2,14 @@
 
 A payload is always one file, so the torrent is a single-file HYBRID v1+v2 torrent
 (DESIGN §7): v2's SHA-256 piece trees protect every piece, and a single file needs no
-BEP 47 pad files. Who can read it: clients on libtorrent 2.0 or later (qBittorrent 4.4+,
-tested with 4.5; Deluge 2.0 built on libtorrent 2.0) and Transmission 4.0+.
-Transmission 3.00 and aria2 1.36 cannot: their bencode parsers reject the empty
-dictionary key that BEP 52's file tree puts under every file name
-(`{"payload.tar": {"": {length, pieces root}}}`), so they refuse the whole .torrent even
-though its v1 half would suit them (README, "Standard clients").
+BEP 47 pad files. Who can join the swarm: clients on libtorrent 2.0 or later
+(qBittorrent 4.4+, tested with 4.5; Deluge 2.0 built on libtorrent 2.0) and
+Transmission 4.0+. Not the v1-only parsers, which stumble on the empty dictionary key
+that BEP 52's file tree puts under every file name (`{"payload.tar": {"": {length,
+pieces root}}}`), although the v1 half would suit them: Transmission 3.00 refuses the
+whole .torrent; aria2 1.36 drops the key, so the info-hash it computes is not the
+torrent's and it announces a swarm nobody is in, but it can finish from the web seed
+(tested: tests/e2e/test_standard_clients.py; README, "Standard clients").
 
 The torrent names the hub's tracker (`announce`) and web seed (BEP 19 `url-list`, the
 payload's URL under /payloads/) when the publisher passes them, so a stock client can
