@@ -3,8 +3,9 @@
 Stage membership is computed with the agent's own functions (`agent.rollout_selection`)
 from the enrolled devices of the rollout's groups, so the hub counts exactly the devices
 that decide they are in. A device's latest result counts: `installed` as a success;
-`reverted`, `revert-failed` and `failed` as failures; `not-ready` and `deferred` not at all
-(nothing was tried). Results stored before a resume after a halt no longer count, and
+`reverted`, `revert-failed` and `failed` as failures; `not-ready`, `deferred` and
+`superseded` (a newer version of the name was installed while it waited) not at all:
+nothing was tried. Results stored before a resume after a halt no longer count, and
 their devices are no longer members (they will not report again).
 """
 

@@ -160,6 +160,22 @@ def test_status_shows_each_stage_and_what_the_controller_waits_for(hub):
     assert text.exit_code == 0 and "1 ok, 0 failed (needs 2)" in text.output
 
 
+def test_superseded_results_count_neither_as_failures_nor_as_successes(hub):
+    """A device whose deployment was superseded (a newer version installed while it
+    waited) tried nothing: the release must not halt, nor advance, on such results."""
+    devices = [enroll(hub, f"lab-{i}", "lab") for i in range(6)]
+    ok(hub, "rollout", "start", "tool", "--group", "lab", "--stages", "100",
+       "--min-results", "2", "--soak", "0s")
+    for device in devices[:5]:
+        report(hub, device, Outcome.SUPERSEDED)
+    report(hub, devices[5], Outcome.INSTALLED)
+    assert apply_rollout_rules(hub).changes == []
+    [status] = ok(hub, "rollout", "status")
+    assert status["state"] == "active"
+    assert status["stages"][0]["successes"] == 1 and status["stages"][0]["failures"] == 0
+    assert status["next"] == "stage 1 of 1 (100%): 1 of 2 results needed"
+
+
 def test_controller_advances_then_halts_and_signs_each_change_as_controller(hub, tmp_path):
     devices = [enroll(hub, f"lab-{i}", "lab") for i in range(40)]
     ok(hub, "rollout", "start", "tool", "--group", "lab", "--stages", "0,100",
