@@ -93,7 +93,7 @@ class PolicySource:
                                 "published, any time")
         except MetadataError as exc:
             # The assignment (if any) verified, so the group it names is the admin's.
-            self._commit_group(group)
+            self._commit_group(group, end_hold=False)
             return self._hold(group, _Hold(path, f"listed in the signed metadata but cannot "
                                            f"be fetched or verified: {exc}"))
         self._commit_group(group)
@@ -132,11 +132,12 @@ class PolicySource:
             group = (self.cache_dir / "group").read_text().strip() or group
         return group
 
-    def _commit_group(self, group: str) -> None:
-        """The group is known from verified metadata: record it, and end any hold (the
-        caller decides whether a new one begins)."""
+    def _commit_group(self, group: str, end_hold: bool = True) -> None:
+        """The group is known from verified metadata: record it, and end any hold
+        unless the caller is about to journal one (which keeps its `since`)."""
         write_atomic(self.cache_dir / "group", group.encode(), mode=0o600)
-        clear_hold(self.hold_file)
+        if end_hold:
+            clear_hold(self.hold_file)
 
     def _hold(self, group: str, held: _Hold) -> PolicyUpdate:
         """Journal the hold, then return it for the gate to put in force."""

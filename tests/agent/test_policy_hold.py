@@ -84,9 +84,12 @@ async def test_a_signed_pause_the_hub_hides_holds_the_device_and_status_says_why
     assert restarted.gate.hold is not None
     assert restarted.gate.hold.file == "policies/lab.toml"
     restarted.journal.close()
-    # More cycles change nothing while the file is hidden.
+    # More cycles change nothing while the file is hidden; the hold keeps its start.
+    since = daemon.gate.hold.since
+    await trio.sleep(1.1)
     await daemon.cycle()
     assert daemon.journal.get(release) is None
+    assert daemon.gate.hold is not None and daemon.gate.hold.since == since
     # The file verifies again: the hold ends and the admin's pause is in force.
     restore(hidden)
     await daemon.cycle()
