@@ -19,6 +19,7 @@ from hub.cli_common import (
     errors,
     friendly_errors,
     hub_dir_option,
+    json_option,
     parse_duration,
 )
 from hub.hub_dir import HubDir, resolve_hub_dir
@@ -200,11 +201,12 @@ def status(hub_dir: str | None, as_json: bool) -> None:
             f"{r['group']} {r['state']} {r['stage_percent']}%" for r in release["rollouts"]
         ) or "not rolled out"
         sent = release["hub_bytes_sent"]
-        console.print(
-            f"[bold]{release['name']} {release['version']}[/bold] ({release['severity']}, "
-            f"{release['category']}) — {rollouts}; hub sent {sent['seeder']} B by seeder, "
-            f"{sent['web_seed']} B by web seed for a {release['length']} B payload"
-        )
+        console.print(Text.assemble(
+            (f"{release['name']} {release['version']}", "bold"),
+            f" ({release['severity']}, {release['category']}) — {rollouts}; hub sent "
+            f"{sent['seeder']} B by seeder, {sent['web_seed']} B by web seed for a "
+            f"{release['length']} B payload",
+        ))
         table = Table("device", "group", "site", "outcome", "reason", "finished")
         for device in release["devices"]:
             table.add_row(device["name"], device["group"], device["site"], device["outcome"],
@@ -220,6 +222,44 @@ def status(hub_dir: str | None, as_json: bool) -> None:
             console.print(sites)
 
 
+@click.group("release")
+def release_group() -> None:
+    """Published releases."""
+
+
+@release_group.command("list")
+@hub_dir_option
+@json_option
+@friendly_errors
+def release_list(hub_dir: str | None, as_json: bool) -> None:
+    """Every published release, newest first, with what `rollout start` needs."""
+    from packaging.version import Version
+
+    from hub.database import HubDatabase
+
+    directory = HubDir(resolve_hub_dir(hub_dir))
+    directory.require_initialized()
+    database = HubDatabase(directory.database)
+    try:
+        rows = [dict(row) for row in database.query(
+            "SELECT name, version, severity, category, length, sha256, target, published_at "
+            "FROM releases")]
+    finally:
+        database.close()
+    rows.sort(key=lambda row: (row["name"], Version(row["version"])), reverse=True)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print("no releases published yet")
+        return
+    table = Table("release", "severity", "category", "bytes", "published", "sha256")
+    for row in rows:
+        table.add_row(f"{row['name']}@{row['version']}", row["severity"], row["category"],
+                      str(row["length"]), row["published_at"], row["sha256"][:16])
+    console.print(table)
+
+
 def _register_command_groups() -> None:
     from hub.cli_devices import audit, devices
     from hub.cli_rollout import rollout
@@ -233,6 +273,7 @@ def _register_command_groups() -> None:
     from hub.cli_targets import targets
 
     main.add_command(targets)
+    main.add_command(release_group)
 
 
 _register_command_groups()

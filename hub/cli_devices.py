@@ -48,15 +48,34 @@ def devices_list(hub_dir: str | None, as_json: bool) -> None:
     console.print(table)
 
 
+@devices.command("remove")
+@hub_dir_option
+@click.argument("device")
+@friendly_errors
+def devices_remove(hub_dir: str | None, device: str) -> None:
+    """Decommission DEVICE (id or name): no more results, leases or rollout counting."""
+    from hub.enrollment import remove_device
+
+    database = open_database(hub_dir)
+    try:
+        device_id = remove_device(database, device, admin_actor())
+    finally:
+        database.close()
+    console.print(f"device {device_id} removed (its history stays; enrolling again brings it "
+                  "back)")
+
+
 @devices.command("group")
 @hub_dir_option
 @click.argument("device")
 @click.argument("group")
 @click.option("--offline-keys", type=click.Path(), default=None,
               help="directory holding the release key [default DIR/offline-keys]")
+@click.option("--new-group", is_flag=True,
+              help="create GROUP (refused otherwise when no device is in it and it has no policy)")
 @friendly_errors
-def devices_group(hub_dir: str | None, device: str, group: str, offline_keys: str | None
-                  ) -> None:
+def devices_group(hub_dir: str | None, device: str, group: str, offline_keys: str | None,
+                  new_group: bool) -> None:
     """Put DEVICE into GROUP: a signed assignment the device follows over its agent.toml."""
     from pathlib import Path
 
@@ -64,7 +83,8 @@ def devices_group(hub_dir: str | None, device: str, group: str, offline_keys: st
     from hub.policies import assign_group
 
     assign_group(initialized_hub(hub_dir), device, group,
-                 Path(offline_keys) if offline_keys else None, actor=admin_actor())
+                 Path(offline_keys) if offline_keys else None, actor=admin_actor(),
+                 new_group=new_group)
     console.print(f"device {device} is now in group {group} (signed assignment published)")
 
 

@@ -31,17 +31,22 @@ def policy() -> None:
 @click.argument("policy_file", type=click.Path(path_type=Path))
 @click.option("--offline-keys", type=click.Path(path_type=Path), default=None,
               help="directory holding the release key [default DIR/offline-keys]")
+@click.option("--dry-run", is_flag=True, help="validate only: publish, sign and audit nothing")
 @json_option
 @friendly_errors
 def policy_set(hub_dir: str | None, group: str, policy_file: Path, offline_keys: Path | None,
-               as_json: bool) -> None:
+               dry_run: bool, as_json: bool) -> None:
     """Validate POLICY_FILE (TOML) and publish it, signed, as GROUP's policy."""
     from hub.policies import set_policy
 
     stored = set_policy(initialized_hub(hub_dir), group, policy_file, offline_keys,
-                        actor=admin_actor())
+                        actor=admin_actor(), dry_run=dry_run)
     if as_json:
-        emit_json({"group": group, "sha256": stored.sha256, "set_at": stored.set_at})
+        emit_json({"group": group, "sha256": stored.sha256, "set_at": stored.set_at,
+                   "published": not dry_run})
+    elif dry_run:
+        console.print(f"{policy_file}: valid policy for group {group} "
+                      f"(sha256 {stored.sha256[:16]}); nothing published (--dry-run)")
     else:
         console.print(f"policy of group {group} published: policies/{group}.toml "
                       f"sha256 {stored.sha256[:16]}")

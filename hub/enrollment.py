@@ -85,7 +85,7 @@ def enroll_device(database: HubDatabase, request: EnrollRequest) -> str:
             "status, enrolled_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, 'accepted', ?, ?) "
             "ON CONFLICT(device_id) DO UPDATE SET name = excluded.name, "
             "hostname = excluded.hostname, labels = excluded.labels, "
-            "last_seen = excluded.last_seen",
+            "last_seen = excluded.last_seen, status = 'accepted'",
             (
                 request.device_id, request.public_key_raw(), request.name or request.hostname,
                 request.hostname, request.group, request.site, json.dumps(request.labels),
@@ -107,3 +107,30 @@ def set_device_group(database: HubDatabase, device_id: str, group: str, actor: s
         if not updated:
             raise UnknownDeviceError(f"no enrolled device {device_id!r} (see `devices list`)")
         database.audit(db, actor, "device.group", device_id, group=group)
+
+
+def remove_device(database: HubDatabase, spec: str, actor: str) -> str:
+    """Decommission a device (by id or unique name): it stops counting in rollouts and
+    forecasts, its leases are freed, and the hub refuses its results and lease requests.
+    The row stays (status `removed`) so its history and audit trail remain readable;
+    enrolling again with a valid token brings it back."""
+    with database.transaction() as db:
+        rows = db.execute(
+            "SELECT device_id, status FROM devices WHERE device_id = ? OR name = ?", (spec, spec)
+        ).fetchall()
+        if not rows:
+            raise UnknownDeviceError(f"no enrolled device {spec!r} (see `devices list`)")
+        if len(rows) > 1:
+            raise UnknownDeviceError(
+                f"several devices are named {spec!r} "
+                f"({', '.join(row['device_id'] for row in rows)}); give the device id")
+        device_id = rows[0]["device_id"]
+        if rows[0]["status"] == "removed":
+            raise UnknownDeviceError(f"device {device_id} was already removed")
+        db.execute("UPDATE devices SET status = 'removed' WHERE device_id = ?", (device_id,))
+        exists = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'").fetchone()
+        if exists:
+            db.execute("DELETE FROM leases WHERE device_id = ?", (device_id,))
+        database.audit(db, actor, "device.remove", device_id)
+    return device_id

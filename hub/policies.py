@@ -18,6 +18,7 @@ import hashlib
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.errors import PolicyError
@@ -25,8 +26,9 @@ from agent.policy import GroupAssignment, Policy, assignment_target_path, policy
 from agent.wire.validation import NAME_PATTERN
 from hub.database import HubDatabase, utc_now
 from hub.enrollment import set_device_group
-from hub.errors import PublishError, UnknownDeviceError
+from hub.errors import PublishError, UnknownDeviceError, UnknownGroupError
 from hub.hub_dir import HubDir
+from hub.rollout_store import create_group, known_groups, open_rollout_database
 from hub.tuf_repository import HubRepository, ReleaseTargetEntry
 
 SCHEMA = """
@@ -77,9 +79,11 @@ def _sign_small_target(hub_dir: HubDir, target_path: str, data: bytes,
 
 
 def set_policy(hub_dir: HubDir, group: str, policy_file: Path,
-               offline_keys_dir: Path | None = None, actor: str = "admin") -> StoredPolicy:
+               offline_keys_dir: Path | None = None, actor: str = "admin",
+               dry_run: bool = False) -> StoredPolicy:
     """Validate POLICY_FILE and publish it as group's signed policy. A bad file, or a
-    signing failure (no release key here), changes nothing: the old policy stays."""
+    signing failure (no release key here), changes nothing: the old policy stays.
+    `dry_run` stops after validating: nothing is written, signed or audited."""
     hub_dir.require_initialized()
     _check_group(group)
     try:
@@ -88,6 +92,8 @@ def set_policy(hub_dir: HubDir, group: str, policy_file: Path,
         raise PublishError(f"{policy_file}: cannot read: {exc.strerror}") from None
     Policy.from_toml(data, str(policy_file))  # raises PolicyError naming the key
     digest = hashlib.sha256(data).hexdigest()
+    if dry_run:
+        return StoredPolicy(group, data.decode("utf-8"), digest, utc_now(), actor)
     database = HubDatabase(hub_dir.database)
     try:
         ensure_schema(database)
@@ -128,18 +134,31 @@ def group_policy(database: HubDatabase, group: str) -> Policy | None:
 
 
 def assign_group(hub_dir: HubDir, device_id: str, group: str,
-                 offline_keys_dir: Path | None = None, actor: str = "admin") -> None:
+                 offline_keys_dir: Path | None = None, actor: str = "admin",
+                 new_group: bool = False) -> None:
     """Sign `assignments/DEVICE.json` (offline key) and record the group in the database.
     The device uses the signed assignment over its agent.toml group."""
     hub_dir.require_initialized()
     _check_group(group)
-    database = HubDatabase(hub_dir.database)
+    database = open_rollout_database(hub_dir.database)
     try:
+        ensure_schema(database)
         if database.device(device_id) is None:
             raise UnknownDeviceError(f"no enrolled device {device_id!r} (see `devices list`)")
+        with database.transaction() as db:
+            known = known_groups(db) | {row[0] for row in db.execute("SELECT grp FROM policies")}
+        if group not in known and not new_group:
+            raise UnknownGroupError(
+                f"unknown group {group!r}: no enrolled device is in it, it has no policy and "
+                f"no admin created it (known: {', '.join(sorted(known)) or 'none'}); check "
+                "the spelling, or pass --new-group to create it"
+            )
         assignment = GroupAssignment(device_id=device_id, group=group)
         _sign_small_target(hub_dir, assignment_target_path(device_id), assignment.to_bytes(),
                            offline_keys_dir)
         set_device_group(database, device_id, group, actor)
+        if new_group and group not in known:
+            with database.transaction() as db:
+                create_group(db, group, actor, datetime.now(UTC))
     finally:
         database.close()

@@ -29,6 +29,9 @@ def ingest_result(database: HubDatabase, signed: SignedResult) -> IngestOutcome:
     device = database.device(record.device_id)
     if device is None:
         raise UnknownDeviceError(f"result {record.record_id}: device {record.device_id} unknown")
+    if device.status == "removed":
+        raise UnknownDeviceError(
+            f"result {record.record_id}: device {record.device_id} was removed by an admin")
     try:
         signed.verify(device.public_key)
     except SignatureError:

@@ -94,6 +94,7 @@ def start_rollout(
     database = open_rollout_database(hub_dir.database)
     try:
         release = find_release(database, release_spec)
+        _refuse_ambiguous_name(database, release_spec)
         target = release["target"]
         with database.transaction() as db:
             known = known_groups(db)
@@ -302,6 +303,20 @@ def _find_rollout(
     elsewhere = sorted({r.group for r in read_rollouts(db) if spec in r.release})
     hint = f"; it rolls out to {', '.join(elsewhere)}" if elsewhere else ""
     raise RolloutError(f"no rollout of {spec!r} to group {group!r}{hint}")
+
+
+def _refuse_ambiguous_name(database: HubDatabase, spec: str) -> None:
+    """Starting a rollout is not a place to guess: a bare NAME with several versions
+    published must say which (as `rollout status` asks)."""
+    if "@" in spec or spec.startswith("releases/"):
+        return
+    versions = sorted(row["version"] for row in database.query(
+        "SELECT version FROM releases WHERE name = ?", (spec,)))
+    if len(versions) > 1:
+        raise RolloutError(
+            f"several versions of {spec!r} are published ({', '.join(versions)}); say "
+            f"which: {spec}@VERSION"
+        )
 
 
 def _resolve_pilot_devices(

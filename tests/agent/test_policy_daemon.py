@@ -84,7 +84,7 @@ async def test_the_admins_signed_assignment_moves_the_device_to_another_group(
     hub = await start_hub(tmp_path, nursery)
     daemon, prefix = await start_agent(hub, nursery, "srv", "127.0.0.2")
     set_policy(hub.hub_dir, "servers", write(tmp_path / "servers.toml", later_window()))
-    assign_group(hub.hub_dir, daemon.identity.device_id, "servers")
+    assign_group(hub.hub_dir, daemon.identity.device_id, "servers", new_group=True)
     release = hub.publish("app", "1.0.0", {"bin/app": b"new"})
     hub.rollout(release, "servers")
     await daemon.cycle()

@@ -106,12 +106,12 @@ async def test_a_hidden_group_reassignment_keeps_the_last_signed_group_and_holds
         tmp_path, nursery):
     hub = await start_hub(tmp_path, nursery)
     daemon, prefix = await start_agent(hub, nursery, "srv", "127.0.0.2", group="lab")
-    assign_group(hub.hub_dir, daemon.identity.device_id, "servers")
+    assign_group(hub.hub_dir, daemon.identity.device_id, "servers", new_group=True)
     await daemon.cycle()
     assert daemon.gate.group == "servers"
     # The admin moves the device into "vault"; the hub answers 404 for the assignment.
     # agent.toml's group "lab" has a rollout and no policy: falling back would install.
-    assign_group(hub.hub_dir, daemon.identity.device_id, "vault")
+    assign_group(hub.hub_dir, daemon.identity.device_id, "vault", new_group=True)
     hide_served(hub, f"{daemon.identity.device_id}.json")
     release = hub.publish("app", "1.0.0", {"bin/app": b"new"})
     start_rollout(hub.hub_dir, release, "lab", new_group=True)

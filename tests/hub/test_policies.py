@@ -109,7 +109,8 @@ def test_the_online_rollout_role_cannot_sign_a_policy(hub_dir):
 
 def test_devices_group_publishes_a_signed_assignment_and_records_the_group(hub_dir):
     device = add_device(hub_dir)
-    result = run("devices", "group", "--dir", hub_dir, device, "servers")
+    result = run("devices", "group", "--dir", hub_dir, device, "servers",
+                 "--new-group")
     assert result.exit_code == 0, result.output
     assert f"assignments/{device}.json" in signed_targets(hub_dir)
     listed = json.loads(run("devices", "list", "--dir", hub_dir, "--json").output)

@@ -358,7 +358,7 @@ def test_every_admin_change_is_audited_with_the_admins_login(hub, tmp_path):
     device = enroll(hub, "lab-1", "lab").device_id
     (tmp_path / "lab.toml").write_text("paused = false\n")
     assert run(hub, "policy", "set", "lab", str(tmp_path / "lab.toml")).exit_code == 0
-    assert run(hub, "devices", "group", device, "office").exit_code == 0
+    assert run(hub, "devices", "group", device, "office", "--new-group").exit_code == 0
     assert run(hub, "token", "create").exit_code == 0
     ok(hub, "rollout", "start", "tool", "--group", "office")
     audit = ok(hub, "audit")
