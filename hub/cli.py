@@ -150,6 +150,12 @@ def publish(hub_dir: str | None, release_file: Path, payload: Path,
                   f"(hashed in {published.hash_seconds:.2f} s, torrent in "
                   f"{published.torrent_seconds:.2f} s)")
     console.print(f"  torrent v1 {published.info_hash_v1}  v2 {published.info_hash_v2}")
+    console.print(f"  for standard clients: tracker {published.tracker}, web seed "
+                  f"{published.web_seed}", markup=False, highlight=False)
+    if not published.public_url_set:
+        errors.print("hub.toml sets no [server] public_url: the torrent names the listen "
+                     "address, which stock BitTorrent clients elsewhere may not reach "
+                     "(agents are not affected)", style="yellow")
 
 
 @main.command()

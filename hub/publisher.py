@@ -55,6 +55,12 @@ class PublishedRelease:
     info_hash_v2: str
     hash_seconds: float
     torrent_seconds: float
+    web_seed: str = ""
+    """The payload's URL the torrent names for standard clients (BEP 19 url-list)."""
+    tracker: str = ""
+    """The announce URL the torrent names for standard clients."""
+    public_url_set: bool = True
+    """False when hub.toml has no public_url, so both URLs are the listen address's."""
 
 
 def _check_payload_fits_install(manifest: ReleaseManifest, payload: Path) -> None:
@@ -104,7 +110,8 @@ def publish_release(
 
     hub_dir.require_initialized()
     manifest = ReleaseManifest.from_toml_file(manifest_file)
-    public_url = HubConfig.load(hub_dir.config_file).public_url
+    config = HubConfig.load(hub_dir.config_file)
+    public_url = config.public_url
     if not payload.is_file():
         raise PublishError(f"{payload}: no such payload file")
     database = HubDatabase(hub_dir.database)
@@ -131,11 +138,9 @@ def publish_release(
                 if progress:
                     progress("torrent", done, total)
 
+            web_seed, tracker = f"{public_url}/payloads/{quote(target)}", f"{public_url}/announce"
             made = make_hybrid_torrent(
-                staged,
-                progress=torrent_progress,
-                web_seed=f"{public_url}/payloads/{quote(target)}",
-                tracker=f"{public_url}/announce",
+                staged, progress=torrent_progress, web_seed=web_seed, tracker=tracker
             )
             torrent_seconds = time.monotonic() - hashed
             torrent_file = Path(scratch) / f"{payload.name}.torrent"
@@ -202,4 +207,7 @@ def publish_release(
         info_hash_v2=made.info_hash_v2,
         hash_seconds=hashed - started,
         torrent_seconds=torrent_seconds,
+        web_seed=web_seed,
+        tracker=tracker,
+        public_url_set=bool(config.server.public_url),
     )

@@ -120,3 +120,24 @@ def test_both_commands_say_their_version():
         shown = CliRunner().invoke(command, ["--version"])
         assert shown.exit_code == 0
         assert shown.output.strip() == f"{name}, version {version('meisitong')}"
+
+
+def test_publish_names_the_torrents_urls_and_warns_when_public_url_is_unset(hub_dir, tmp_path):
+    (tmp_path / "RELEASE.toml").write_text(RELEASE)
+    (tmp_path / "tool.tar").write_bytes(tar_bytes({"bin/tool": b"x"}))
+    result = run("publish", "--dir", str(hub_dir), str(tmp_path / "RELEASE.toml"),
+                 str(tmp_path / "tool.tar"))
+    assert result.exit_code == 0, result.output
+    assert "web seed http://127.0.0.1:8080/payloads/releases/tool/2.0.0/tool.tar" in result.output
+    assert "sets no [server] public_url" in result.output
+
+    config = hub_dir / "hub.toml"
+    config.write_text(config.read_text().replace('public_url = ""',
+                                                 'public_url = "https://hub.example"'))
+    (tmp_path / "RELEASE.toml").write_text(RELEASE.replace("2.0.0", "2.0.1"))
+    published = run("publish", "--dir", str(hub_dir), str(tmp_path / "RELEASE.toml"),
+                    str(tmp_path / "tool.tar"), "--json")
+    assert published.exit_code == 0, published.output
+    answer = json.loads(published.output)
+    assert answer["tracker"] == "https://hub.example/announce"
+    assert answer["public_url_set"] is True
