@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from hub.errors import RootAnchorMismatchError
+from hub.errors import HubConfigError, RootAnchorMismatchError
 from hub.offline_record import OfflineRecord, check_sha256
 from hub.tuf_repository import HubRepository
 
@@ -32,7 +32,11 @@ def pinned_root_sha256(repository: HubRepository, offline_keys_dir: Path | None 
         source = "the hash given (--root-sha256)"
     else:
         directory = offline_keys_dir or repository.keys.offline_dir
-        pin = OfflineRecord.load(directory).root_v1_sha256
+        try:
+            pin = OfflineRecord.load(directory).root_v1_sha256
+        except HubConfigError as exc:
+            raise HubConfigError(f"{exc}; or give the root hash `init` printed with "
+                                 "--root-sha256 HEX") from None
         source = f"the admin's offline record {OfflineRecord.path(directory)}"
     served = hashlib.sha256(repository.root_v1_bytes()).hexdigest()
     if served != pin:

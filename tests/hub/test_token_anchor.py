@@ -89,11 +89,19 @@ def test_a_root_swapped_on_the_server_gets_no_token(hub_dir, tmp_path):
     assert given.exit_code == 1 and "the root on this server was replaced" in given.output
 
 
+def served_root_v1(hub_dir) -> str:
+    return hashlib.sha256((hub_dir / "repository/metadata/1.root.json").read_bytes()).hexdigest()
+
+
 def test_without_the_offline_record_or_a_given_hash_no_token_is_made(hub_dir):
     (hub_dir / "offline-keys/offline.toml").unlink()
     result = CliRunner().invoke(main, ["token", "create", "--dir", str(hub_dir)])
     assert result.exit_code == 1
     assert "offline.toml does not exist" in result.output
+    assert "or give the root hash `init` printed with --root-sha256 HEX" in result.output
+    record_less = CliRunner().invoke(main, ["token", "create", "--dir", str(hub_dir),
+                                            "--root-sha256", served_root_v1(hub_dir)])
+    assert record_less.exit_code == 0, record_less.output  # a hub made before offline.toml
     bad = CliRunner().invoke(main, ["token", "create", "--dir", str(hub_dir),
                                     "--root-sha256", "abc"])
     assert bad.exit_code == 1 and "'abc' is not a SHA-256" in bad.output
