@@ -9,8 +9,11 @@ chain does not verify is refused before anything is trusted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
 import socket
+from collections.abc import Iterator
 
 import trio
 
@@ -36,6 +39,12 @@ async def enroll(config: AgentConfig, hub_url: str, token_text: str) -> tuple[st
             f"expects {token.root_sha256}: wrong hub, or someone in between; nothing trusted"
         )
     state = StateDir(config.agent.state_dir)
+    with _nothing_left_on_failure(state):
+        return await _enroll_into(state, config, client, hub_url, token, root)
+
+
+async def _enroll_into(state: StateDir, config: AgentConfig, client: HubClient, hub_url: str,
+                       token: EnrollmentToken, root: bytes) -> tuple[str, str]:
     state.create()
     await trio.to_thread.run_sync(_walk_root_chain, state, hub_url, root)
     identity = DeviceIdentity.load_or_create(state.device_key)
@@ -58,6 +67,27 @@ async def enroll(config: AgentConfig, hub_url: str, token_text: str) -> tuple[st
         write_atomic(state.device_certificate, response.certificate.encode(), mode=0o644)
     state.write_enrollment(hub_url.rstrip("/"), identity.device_id, response.status)
     return identity.device_id, response.status
+
+
+@contextlib.contextmanager
+def _nothing_left_on_failure(state: StateDir) -> Iterator[None]:
+    """A refused enrollment (bad token, hub down, chain that does not verify) removes
+    what this attempt created: the device key, the metadata cache, the state directory
+    itself when it was new. What an earlier enrollment left is never touched."""
+    existed = {path: path.exists() for path in
+               (state.root, state.device_key, state.metadata, state.targets)}
+    try:
+        yield
+    except BaseException:
+        if not existed[state.root]:
+            shutil.rmtree(state.root, ignore_errors=True)
+        else:
+            if not existed[state.device_key]:
+                state.device_key.unlink(missing_ok=True)
+            for directory in (state.metadata, state.targets):
+                if not existed[directory]:
+                    shutil.rmtree(directory, ignore_errors=True)
+        raise
 
 
 def _walk_root_chain(state: StateDir, hub_url: str, pinned_root: bytes) -> None:

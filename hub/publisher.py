@@ -98,6 +98,16 @@ def _hash_file(path: Path, progress: Progress | None) -> tuple[int, str]:
     return done, digest.hexdigest()
 
 
+def _missing_parents(directory: Path, stop: Path) -> list[Path]:
+    """The directories from `directory` up to (not including) `stop` that do not exist
+    yet, deepest first: what a failed publish must remove again."""
+    missing = []
+    while directory != stop and not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
 def publish_release(
     hub_dir: HubDir,
     manifest_file: Path,
@@ -127,7 +137,6 @@ def publish_release(
         _check_payload_fits_install(manifest, payload)
         target = release_target_path(manifest.name, manifest.version, payload.name)
         served = hub_dir.payloads / target
-        served.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=hub_dir.root, prefix=".publish-") as scratch:
             staged = Path(scratch) / payload.name
             shutil.copyfile(payload, staged)
@@ -156,6 +165,8 @@ def publish_release(
                 ),
                 published_at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
+            created = _missing_parents(served.parent, hub_dir.payloads)
+            served.parent.mkdir(parents=True, exist_ok=True)
             staged.replace(served)
             try:
                 repository = HubRepository(hub_dir, offline_keys_dir=offline_keys_dir)
@@ -177,7 +188,10 @@ def publish_release(
                     ]
                 )
             except BaseException:
+                # A failed publish leaves nothing behind: no payload, no empty directory.
                 served.unlink(missing_ok=True)
+                for directory in created:
+                    directory.rmdir()
                 raise
         with database.transaction() as db:
             db.execute(

@@ -137,3 +137,37 @@ async def test_enrollment_token_for_another_root_is_refused_and_nothing_trusted(
     with pytest.raises(EnrollmentError, match="expects"):
         await enroll(AgentConfig.load(config_file), hub.url, forged)
     assert not (tmp_path / "state").exists()
+
+
+async def test_a_refused_enrollment_leaves_no_key_or_metadata_behind(hub, tmp_path):
+    from agent.config import AgentConfig
+    from agent.enrollment_flow import enroll
+    from agent.wire.enrollment import EnrollmentToken
+
+    config_file = tmp_path / "agent.toml"
+    config_file.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n')
+    right_root = EnrollmentToken.parse(hub.token)
+    wrong_secret = str(EnrollmentToken(secret="x" * 43, root_sha256=right_root.root_sha256))
+    with pytest.raises(EnrollmentError):
+        await enroll(AgentConfig.load(config_file), hub.url, wrong_secret)
+    assert not (tmp_path / "state").exists()
+
+    # An enrolled device refused on a later attempt keeps what it had.
+    await enroll(AgentConfig.load(config_file), hub.url, hub.token)
+    key = (tmp_path / "state" / "device.key").read_bytes()
+    with pytest.raises(EnrollmentError):
+        await enroll(AgentConfig.load(config_file), hub.url, wrong_secret)
+    assert (tmp_path / "state" / "device.key").read_bytes() == key
+    assert (tmp_path / "state" / "enrollment.json").exists()
+
+
+async def test_a_failed_publish_leaves_no_payload_directory(hub, tmp_path):
+    offline = hub.hub_dir.offline_keys
+    moved = tmp_path / "keys-elsewhere"
+    offline.rename(moved)  # the release key is not here: signing fails
+    try:
+        with pytest.raises(Exception, match="key"):
+            hub.publish("app", "1.0.0", {"VERSION": b"1"})
+    finally:
+        moved.rename(offline)
+    assert not (hub.hub_dir.payloads / "releases" / "app").exists()
