@@ -95,6 +95,18 @@ def test_malformed_release_file_names_the_key_and_signs_nothing(hub_dir, tmp_pat
     assert not any((hub_dir / "payloads").rglob("*.tar"))
 
 
+def test_a_rollback_release_that_names_no_version_it_replaces_is_not_signed(hub_dir, tmp_path):
+    (tmp_path / "RELEASE.toml").write_text(RELEASE.replace(
+        'category = "application"', 'category = "application"\nrollback = true'))
+    (tmp_path / "tool.tar").write_bytes(tar_bytes({"bin/tool": b"x"}))
+    timestamp = (hub_dir / "repository/metadata/timestamp.json").read_bytes()
+    result = run("publish", "--dir", str(hub_dir), str(tmp_path / "RELEASE.toml"),
+                 str(tmp_path / "tool.tar"))
+    assert result.exit_code == 1
+    assert "RELEASE.toml" in result.output and "rollback = true needs `replaces`" in result.output
+    assert (hub_dir / "repository/metadata/timestamp.json").read_bytes() == timestamp
+
+
 def test_rollout_of_unknown_release_is_refused_with_what_exists(hub_dir):
     result = run("rollout", "start", "nothing", "--group", "lab", "--dir", str(hub_dir))
     assert result.exit_code == 1
