@@ -115,6 +115,52 @@ def token_create(hub_dir: str | None, valid_for: str | None, max_uses: int | Non
                      markup=False, highlight=False)
 
 
+@token.command("list")
+@hub_dir_option
+@json_option
+@friendly_errors
+def token_list(hub_dir: str | None, as_json: bool) -> None:
+    """Every enrollment token by id, with its uses, expiry and state (never the secret)."""
+    from hub.database import HubDatabase
+    from hub.enrollment import list_tokens
+
+    directory = HubDir(resolve_hub_dir(hub_dir))
+    directory.require_initialized()
+    database = HubDatabase(directory.database)
+    try:
+        tokens = list_tokens(database)
+    finally:
+        database.close()
+    if as_json:
+        emit_json(tokens)
+        return
+    table = Table("id", "created", "expires", "uses", "state")
+    for row in tokens:
+        uses = f"{row['uses']}/{row['max_uses']}" if row["max_uses"] else str(row["uses"])
+        table.add_row(row["id"], row["created_at"], row["expires_at"] or "never", uses,
+                      row["state"])
+    console.print(table)
+
+
+@token.command("revoke")
+@hub_dir_option
+@click.argument("token_id")
+@friendly_errors
+def token_revoke(hub_dir: str | None, token_id: str) -> None:
+    """Refuse every later enrollment with TOKEN_ID (from `token list`, or the token)."""
+    from hub.database import HubDatabase
+    from hub.enrollment import revoke_token
+
+    directory = HubDir(resolve_hub_dir(hub_dir))
+    directory.require_initialized()
+    database = HubDatabase(directory.database)
+    try:
+        revoke_token(database, token_id, admin_actor())
+    finally:
+        database.close()
+    console.print("token revoked: enrollments with it are refused from now on")
+
+
 @main.command()
 @hub_dir_option
 @click.argument("release_file", type=click.Path(path_type=Path))

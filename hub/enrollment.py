@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from agent.errors import AgentError
 from agent.wire.enrollment import EnrollmentToken, EnrollRequest
 from hub.database import HubDatabase, utc_now
-from hub.errors import EnrollmentRefusedError, UnknownDeviceError
+from hub.errors import EnrollmentRefusedError, UnknownDeviceError, UnknownTokenError
 
 
 def _secret_hash(secret: str) -> str:
@@ -49,6 +52,8 @@ def _token_is_valid(db_rows: list, now: str) -> bool:
     if not db_rows:
         return False
     row = db_rows[0]
+    if row["revoked_at"]:
+        return False
     if row["expires_at"] and row["expires_at"] < now:
         return False
     return not (row["max_uses"] is not None and row["uses"] >= row["max_uses"])
@@ -62,11 +67,13 @@ def enroll_device(database: HubDatabase, request: EnrollRequest) -> str:
         raise EnrollmentRefusedError(str(exc)) from None
     token_hash = _secret_hash(request.token_secret)
     with database.transaction() as db:
+        _ensure_revocation_column(db)
         rows = db.execute(
             "SELECT * FROM enrollment_tokens WHERE secret_sha256 = ?", (token_hash,)
         ).fetchall()
         if not _token_is_valid(rows, utc_now()):
-            raise EnrollmentRefusedError("enrollment token is unknown, expired or used up")
+            raise EnrollmentRefusedError(
+                "enrollment token is unknown, expired, used up or revoked")
         # Constant-time re-check against timing probes of the index lookup.
         if not hmac.compare_digest(rows[0]["secret_sha256"], token_hash):
             raise EnrollmentRefusedError("enrollment token is unknown")
@@ -134,3 +141,59 @@ def remove_device(database: HubDatabase, spec: str, actor: str) -> str:
             db.execute("DELETE FROM leases WHERE device_id = ?", (device_id,))
         database.audit(db, actor, "device.remove", device_id)
     return device_id
+
+
+def _ensure_revocation_column(db: sqlite3.Connection) -> None:
+    """Hubs made before tokens could be revoked get the column on first use."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(enrollment_tokens)")}
+    if "revoked_at" not in columns:
+        db.execute("ALTER TABLE enrollment_tokens ADD COLUMN revoked_at TEXT")
+
+
+def list_tokens(database: HubDatabase) -> list[dict[str, Any]]:
+    """Every token by its id (the first 12 hex digits of its secret's hash, as the audit
+    log names it); the secret itself is never stored, so it cannot be shown again."""
+    with database.transaction() as db:
+        _ensure_revocation_column(db)
+        rows = db.execute(
+            "SELECT * FROM enrollment_tokens ORDER BY created_at").fetchall()
+    now = utc_now()
+    listed = []
+    for row in rows:
+        if row["revoked_at"]:
+            state = f"revoked {row['revoked_at']}"
+        elif row["expires_at"] and row["expires_at"] < now:
+            state = "expired"
+        elif row["max_uses"] is not None and row["uses"] >= row["max_uses"]:
+            state = "used up"
+        else:
+            state = "valid"
+        listed.append({
+            "id": row["secret_sha256"][:12], "created_at": row["created_at"],
+            "expires_at": row["expires_at"], "uses": row["uses"], "max_uses": row["max_uses"],
+            "state": state,
+        })
+    return listed
+
+
+def revoke_token(database: HubDatabase, token_id: str, actor: str) -> None:
+    """Refuse every later enrollment with the token `token_id` (or the token text)."""
+    if token_id.startswith("mst1."):
+        token_id = _secret_hash(EnrollmentToken.parse(token_id).secret)[:12]
+    if not re.fullmatch(r"[0-9a-f]{6,64}", token_id):
+        raise UnknownTokenError(f"{token_id!r} is not a token id (see `token list`)")
+    with database.transaction() as db:
+        _ensure_revocation_column(db)
+        rows = db.execute(
+            "SELECT secret_sha256, revoked_at FROM enrollment_tokens "
+            "WHERE substr(secret_sha256, 1, ?) = ?", (len(token_id), token_id)).fetchall()
+        if not rows:
+            raise UnknownTokenError(f"no enrollment token {token_id!r} (see `token list`)")
+        if len(rows) > 1:
+            raise UnknownTokenError(f"{token_id!r} matches several tokens; give more digits")
+        if rows[0]["revoked_at"]:
+            raise UnknownTokenError(f"token {token_id} was already revoked "
+                                    f"({rows[0]['revoked_at']})")
+        db.execute("UPDATE enrollment_tokens SET revoked_at = ? WHERE secret_sha256 = ?",
+                   (utc_now(), rows[0]["secret_sha256"]))
+        database.audit(db, actor, "token.revoke", rows[0]["secret_sha256"][:12])

@@ -35,6 +35,10 @@ class EnrollmentRefusedError(HubError):
     """A device's enrollment request was refused (bad token, malformed key)."""
 
 
+class UnknownTokenError(HubError):
+    """No enrollment token has that id (or it was already revoked)."""
+
+
 class UnknownDeviceError(HubError):
     """A request named a device the hub has not enrolled."""
 

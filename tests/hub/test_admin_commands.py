@@ -110,3 +110,23 @@ def test_a_removed_device_stops_counting_and_its_results_are_refused(hub):
     assert "device.remove" in audit_actions(hub)
     again = run(hub, "devices", "remove", gone.device_id)
     assert again.exit_code == 1 and "already removed" in again.output
+
+
+def test_tokens_are_listed_by_id_and_a_revoked_one_enrolls_nobody(hub):
+    from hub.errors import EnrollmentRefusedError
+
+    enroll(hub, "lab-1", "lab")  # the token `init` wrote works
+    [first] = ok(hub, "token", "list")
+    assert first["state"] == "valid" and first["uses"] == 1
+    secret_part = hub.enrollment_token.read_text().split(".")[1]
+    assert secret_part not in run(hub, "token", "list").output
+    assert run(hub, "token", "revoke", first["id"]).exit_code == 0
+    with pytest.raises(EnrollmentRefusedError, match="revoked"):
+        enroll(hub, "lab-2", "lab")
+    [listed] = ok(hub, "token", "list")
+    assert listed["state"].startswith("revoked")
+    again = run(hub, "token", "revoke", first["id"])
+    assert again.exit_code == 1 and "already revoked" in again.output
+    unknown = run(hub, "token", "revoke", "abcdef123456")
+    assert unknown.exit_code == 1 and "no enrollment token" in unknown.output
+    assert "token.revoke" in audit_actions(hub)
