@@ -121,5 +121,7 @@ class AgentConfig(StrictModel):
             ) from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8: {exc}") from None
         data = decode_toml(text, str(path), ConfigError)
         return parse_model(cls, data, str(path), ConfigError)

@@ -64,4 +64,6 @@ class HubConfig(StrictModel):
             data = decode_toml(path.read_text(encoding="utf-8"), str(path), HubConfigError)
         except OSError as exc:
             raise HubConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise HubConfigError(f"{path}: not UTF-8: {exc}") from None
         return parse_model(cls, data, str(path), HubConfigError)

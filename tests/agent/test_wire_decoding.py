@@ -77,3 +77,12 @@ def test_hostile_toml_is_the_declared_error_of_every_toml_loader(text, tmp_path)
 def test_a_signed_target_without_release_fields_is_a_wire_format_error(custom):
     with pytest.raises(WireFormatError, match="releases/app/1/app.tar"):
         ReleaseInfo.from_custom(custom, "releases/app/1/app.tar")
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "file.toml"
+    path.write_bytes(b'[agent]\nname = "\xed\xa0\x80"\n')  # found by tests/agent/test_wire_fuzz.py
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        AgentConfig.load(path)
+    with pytest.raises(HubConfigError, match="not UTF-8"):
+        HubConfig.load(path)
