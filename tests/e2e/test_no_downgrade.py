@@ -205,6 +205,39 @@ async def test_an_old_rollback_release_cannot_take_a_device_back_from_a_version_
     assert on_three.journal.installed_version("app") == "3.0.0"
 
 
+async def test_a_rollback_release_waiting_for_its_window_is_superseded_by_a_later_fix(
+    tmp_path, nursery
+):
+    """The rollback release names 2.0.0; while it waits, 2.0.1 (critical) installs: the
+    rollback release never takes the device back from 2.0.1, which it does not name."""
+    hub = await start_hub(tmp_path, nursery)
+    daemon, prefix = await start_agent(hub, nursery, "desk", "127.0.0.2")
+    hub.rollout(hub.publish("app", "2.0.0", V20))
+    await daemon.cycle()
+    (tmp_path / "lab.toml").write_text(closed_window_policy())
+    set_policy(hub.hub_dir, "lab", tmp_path / "lab.toml")
+    clock = SettableClock()
+    daemon.gate.clock = clock
+    rollback = hub.publish("app", "1.0.1", {"VERSION": b"1.0.1"}, severity="moderate",
+                           top_level='rollback = true\nreplaces = ["2.0.0"]\n')
+    hub.rollout(rollback)
+    await daemon.cycle()
+    assert daemon.journal.get(rollback).state is State.VERIFIED  # waits for Sunday
+    fix = hub.publish("app", "2.0.1", {"VERSION": b"2.0.1"}, severity="critical")
+    hub.rollout(fix)
+    await daemon.cycle()
+    assert daemon.journal.get(fix).state is State.COMMITTED
+
+    clock.next_opening()
+    for _ in range(2):
+        await daemon.cycle()
+    assert (prefix / "opt/app/VERSION").read_bytes() == b"2.0.1"
+    waited = daemon.journal.get(rollback)
+    assert waited.state is State.SUPERSEDED
+    assert waited.reason == ("superseded, nothing changed: rollback release 1.0.1 may "
+                             "replace only 2.0.0, not the installed 2.0.1")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("crash_after", ["committed", "superseded"])
 async def test_a_crash_between_the_newer_commit_and_the_superseding_installs_nothing_older(
