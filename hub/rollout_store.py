@@ -45,10 +45,14 @@ def open_rollout_database(database_path: Path) -> HubDatabase:
     """The hub database with the rollout tables present (hubs made before they existed
     get them on first use)."""
     database = HubDatabase(database_path)
+    ensure_rollout_schema(database)
+    return database
+
+
+def ensure_rollout_schema(database: HubDatabase) -> None:
     for statement in ROLLOUT_SCHEMA.split(";"):
         if statement.strip():
             database.query(statement)
-    return database
 
 
 def iso(moment: datetime) -> str:

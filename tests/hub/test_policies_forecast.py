@@ -115,3 +115,76 @@ def test_plan_forecasts_each_rolled_out_group_and_names_who_will_not_install(tmp
     assert report["frozen"]["never"] == {"f1": "the group's policy is paused"}
     table = CliRunner().invoke(main, ["plan", "--dir", str(hub_dir), "demo-app"])
     assert table.exit_code == 0 and "b3 will not install" in table.output
+
+
+def test_plan_counts_results_already_in_pilots_and_every_later_stage(tmp_path):
+    """A 2 % / 25 % / 100 % rollout over 12 devices: the plan used to call a group with
+    results in 'not done', pilots 'never', and everyone past the current stage 'never'."""
+    from agent.rollout_selection import rollout_bucket
+    from hub.hub_dir import HubDir
+    from hub.rollout_rules import RolloutPlan, RolloutRules
+    from hub.rollouts import start_rollout
+
+    hub_dir = tmp_path / "hub"
+    assert CliRunner().invoke(main, ["init", "--dir", str(hub_dir)]).exit_code == 0
+    served = ServedHub(HubDir(hub_dir), "http://unused", "", tmp_path)
+    target = served.publish("demo-app", "1.0.0", {"bin/app": b"x"})
+    now = datetime.now(UTC)
+    names = [f"n{i}" for i in range(12)]
+    database = HubDatabase(hub_dir / "hub.db")
+    with database.transaction() as db:
+        for name in names:
+            db.execute(
+                "INSERT INTO devices (device_id, public_key, name, hostname, grp, site, labels,"
+                " status, enrolled_at, last_seen) VALUES (?, ?, ?, 'h', 'lab', 's', '{}', "
+                "'accepted', ?, ?)", (f"dev-{name}", b"k" * 32, name, now.isoformat(),
+                                      now.isoformat()))
+    database.close()
+    by_bucket = sorted(names, key=lambda n: rollout_bucket(f"dev-{n}", target))
+    pilot, done = by_bucket[-1], by_bucket[-2]  # both far outside the 2 % stage by bucket
+    rules = RolloutRules(min_results=2, soak_seconds=3600)
+    start_rollout(HubDir(hub_dir), target, "lab",
+                  RolloutPlan(stages=(2, 25, 100), rules=rules, pilot_devices=(pilot,)))
+    database = HubDatabase(hub_dir / "hub.db")
+    with database.transaction() as db:
+        db.execute(
+            "INSERT INTO results (record_id, device_id, release, outcome, reason, started_at, "
+            "finished_at, received_at, body) VALUES ('0000aaaa', ?, ?, 'installed', '', ?, ?,"
+            " ?, x'')", (f"dev-{done}", target, now.isoformat(), now.isoformat(),
+                          now.isoformat()))
+    database.close()
+    result = CliRunner().invoke(main, ["plan", "--dir", str(hub_dir), "demo-app", "--json"])
+    assert result.exit_code == 0, result.output
+    [lab] = json.loads(result.output)["groups"]
+    assert lab["devices"] == 12 and lab["installed"] >= 1
+    assert lab["never"] == {}, lab["never"]  # pilots and later stages all have a time
+    assert all(lab["reach"][str(p)] is not None for p in THRESHOLDS)
+    reach_100 = datetime.fromisoformat(lab["reach"]["100"])
+    assert reach_100 >= now + timedelta(hours=2)  # two soaks before the final stage
+
+
+def test_plan_leaves_later_stages_of_a_manual_rollout_at_never_saying_why(tmp_path):
+    from hub.hub_dir import HubDir
+    from hub.rollout_rules import RolloutPlan, RolloutRules
+    from hub.rollouts import start_rollout
+
+    hub_dir = tmp_path / "hub"
+    assert CliRunner().invoke(main, ["init", "--dir", str(hub_dir)]).exit_code == 0
+    served = ServedHub(HubDir(hub_dir), "http://unused", "", tmp_path)
+    target = served.publish("demo-app", "1.0.0", {"bin/app": b"x"})
+    now = datetime.now(UTC)
+    database = HubDatabase(hub_dir / "hub.db")
+    with database.transaction() as db:
+        for i in range(6):
+            db.execute(
+                "INSERT INTO devices (device_id, public_key, name, hostname, grp, site, labels,"
+                " status, enrolled_at, last_seen) VALUES (?, ?, ?, 'h', 'lab', 's', '{}', "
+                "'accepted', ?, ?)", (f"dev-m{i}", b"k" * 32, f"m{i}", now.isoformat(),
+                                      now.isoformat()))
+    database.close()
+    start_rollout(HubDir(hub_dir), target, "lab",
+                  RolloutPlan(stages=(1, 100), rules=RolloutRules(automatic=False)))
+    result = CliRunner().invoke(main, ["plan", "--dir", str(hub_dir), "demo-app", "--json"])
+    [lab] = json.loads(result.output)["groups"]
+    assert lab["never"] and all("needs `rollout advance`" in why
+                                for why in lab["never"].values())
