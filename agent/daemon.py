@@ -128,12 +128,19 @@ class AgentDaemon:
             self.journal.set_status("activity", "idle")
 
     async def _main_loop(self) -> None:
+        last_error = ""
         while True:
             try:
                 await self.cycle()
+                if last_error:
+                    log.info("cycle succeeded again")
+                last_error = ""
                 self.journal.set_status("last_error", "")
             except AgentError as exc:
-                log.error("%s", exc)
+                # Said once at ERROR; the same failure every poll (a hub down for hours)
+                # is routine until it changes, and `status` shows it meanwhile.
+                log.log(logging.INFO if str(exc) == last_error else logging.ERROR, "%s", exc)
+                last_error = str(exc)
                 self.journal.set_status("last_error", str(exc))
             except Exception as exc:  # noqa: BLE001 - no hub or peer input may end the daemon
                 log.exception("cycle failed unexpectedly; the daemon goes on")
@@ -216,7 +223,7 @@ class AgentDaemon:
             log.info("%s: %s", release, exc.text)
             return
         except RetryLater as exc:
-            log.warning("%s: will retry: %s", release, exc)
+            log.info("%s: will retry: %s", release, exc)
             return
         log.info("%s: %s %s", release, finished.state, finished.reason)
         if finished.state is State.COMMITTED:

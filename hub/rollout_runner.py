@@ -17,6 +17,7 @@ import trio
 
 from hub.database import HubDatabase
 from hub.hub_dir import HubDir
+from hub.rollout_controller import Verdict
 from hub.rollouts import ControllerChange, apply_rollout_rules
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,10 @@ class RolloutRuleRunner:
         self._seen = None if result.changes else marks
         self._recheck_at = result.recheck_at
         for change in result.changes:
-            log.warning("rollout of %s to %s: %s (%s)", change.release, change.group,
-                        change.verdict, change.reason)
+            # Advancing is the controller doing its job; only a halt wants attention.
+            level = logging.WARNING if change.verdict is Verdict.HALT else logging.INFO
+            log.log(level, "rollout of %s to %s: %s (%s)", change.release, change.group,
+                    change.verdict, change.reason)
         return result.changes
 
     async def run(self, interval: float = CHECK_SECONDS) -> None:

@@ -367,3 +367,23 @@ def test_every_admin_change_is_audited_with_the_admins_login(hub, tmp_path):
     for action in ("hub.init", "release.publish", "policy.set", "device.group",
                    "token.create", "rollout.start"):
         assert by_action.get(action) == expected, (action, by_action)
+
+
+def test_the_controller_logs_an_advance_as_routine_and_a_halt_as_a_warning(hub, caplog):
+    import logging
+
+    from hub.rollout_runner import RolloutRuleRunner
+
+    devices = [enroll(hub, f"lab-{i}", "lab") for i in range(3)]
+    ok(hub, "rollout", "start", "tool", "--group", "lab", "--stages", "1,100", "--soak", "0s",
+       "--pilot-devices", "lab-0", "--min-results", "1")
+    report(hub, devices[0], Outcome.INSTALLED)
+    runner = RolloutRuleRunner(hub)
+    with caplog.at_level(logging.INFO, logger="hub.rollout_runner"):
+        assert [c.verdict for c in runner.run_if_due()] == ["advance"]
+        for device in devices[1:]:
+            report(hub, device, Outcome.FAILED)
+        assert [c.verdict for c in runner.run_if_due()] == ["halt"]
+    levels = {r.getMessage().split(": ")[1].split(" ")[0]: r.levelname for r in caplog.records
+              if r.name == "hub.rollout_runner"}
+    assert levels == {"advance": "INFO", "halt": "WARNING"}
