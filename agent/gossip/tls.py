@@ -26,6 +26,9 @@ from cryptography.x509.oid import NameOID
 from agent.errors import CertificateRefusedError, ConfigError, GossipError
 from agent.wire.enrollment import device_id_for
 
+MAX_CACHED_CERTIFICATES = 4096
+"""Verified certificates remembered (oldest forgotten first): a site's worth, bounded."""
+
 
 @dataclass(frozen=True)
 class DeviceCertificate:
@@ -66,6 +69,8 @@ class DeviceCertificates:
         if cached is not None:
             return cached
         described = describe(certificate)
+        if len(self._verified) >= MAX_CACHED_CERTIFICATES:  # a CA holder can mint any number
+            self._verified.pop(next(iter(self._verified)))
         self._verified[der] = described
         return described
 

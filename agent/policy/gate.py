@@ -232,6 +232,10 @@ class PolicyGate:
                     log.warning("cannot renew the lease for %s: %s", release, exc)
                     floor = RENEWAL_RETRY_SECONDS
                     continue
+                except Exception:  # noqa: BLE001 - no hub answer may end the daemon
+                    log.exception("renewing the lease for %s failed unexpectedly", release)
+                    floor = RENEWAL_RETRY_SECONDS
+                    continue
                 if answer.granted and answer.expires_at:
                     held.granted(answer.expires_at, self.clock.now())
                 elif self._held.get(release) is held:

@@ -8,11 +8,12 @@ label value). The signature stops one device from taking or dropping another's l
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.errors import SignatureError, WireFormatError
 from agent.wire.canonical import canonical_json
@@ -73,4 +74,20 @@ class LeaseAnswer(StrictModel):
     max_concurrent: int | None = Field(default=None, description="None: no budget")
     expires_at: str | None = None
     retry_at: str | None = Field(default=None, description="when the next held lease expires")
-    reason: str = ""
+    reason: str = Field(default="", max_length=1000)
+
+    @field_validator("expires_at", "retry_at")
+    @classmethod
+    def _aware_timestamp(cls, value: str | None) -> str | None:
+        """The agent computes with these (renewal times, the earliest retry): a value it
+        cannot parse, or one without a UTC offset, must fail here, as a malformed answer,
+        not later as a ValueError or TypeError inside the daemon's lease loop."""
+        if value is None:
+            return value
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 time: {value[:40]!r}") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"time without a UTC offset: {value[:40]!r}")
+        return value

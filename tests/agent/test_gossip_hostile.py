@@ -160,3 +160,13 @@ async def test_a_peer_sending_its_own_expired_certificate_is_still_penalised(
     outcome = await newcomer.exchange_with(site.addresses[1])
     assert outcome is not None and outcome.refused
     assert newcomer.members.is_banned(site.addresses[1])
+
+
+async def test_certificates_minted_without_end_do_not_grow_the_verified_cache(
+    site, monkeypatch
+):
+    monkeypatch.setattr("agent.gossip.tls.MAX_CACHED_CERTIFICATES", 8)
+    certificates = site.nodes[0].certificates
+    for _ in range(20):
+        certificates.verify(mint_short_lived(site.authority, site.nodes[1], seconds=600))
+    assert len(certificates._verified) <= 8

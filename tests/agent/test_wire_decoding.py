@@ -3,6 +3,8 @@ format error of each parser (WireFormatError, ConfigError, PolicyError, GossipEr
 never Python's RecursionError or its int-conversion ValueError, which used to end the
 daemon (issue 12, attack 3)."""
 
+import json
+
 import pytest
 
 from agent.config import AgentConfig
@@ -86,3 +88,14 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path):
         AgentConfig.load(path)
     with pytest.raises(HubConfigError, match="not UTF-8"):
         HubConfig.load(path)
+
+
+@pytest.mark.parametrize("when", ["soon", "2026-12-01T10:00:00", "2026-13-01T10:00:00+00:00"])
+def test_a_lease_answer_with_a_time_the_agent_cannot_compute_with_is_malformed(when):
+    from agent.wire.lease import LeaseAnswer
+    from agent.wire.validation import parse_json_model
+
+    for field in ("expires_at", "retry_at"):
+        body = json.dumps({"granted": True, "held": 1, field: when}).encode()
+        with pytest.raises(WireFormatError, match=field):
+            parse_json_model(LeaseAnswer, body, "lease answer")
