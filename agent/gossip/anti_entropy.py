@@ -13,7 +13,9 @@ checked it before storing it), but a refused *certificate* of another origin is 
 may have expired in transit, or a holder of the device CA minted it to get honest relays
 banned. Those records are dropped (`unverifiable`) without a strike. An origin's stored
 certificate is replaced only by a longer-lived one for the same device, key and site
-(`DeviceCertificates.kept`).
+(`DeviceCertificates.kept`), or by the one the origin itself presented in our TLS
+handshake: that one proves it holds the key, which a minted certificate does not (so a
+renewed or re-enrolled device's new certificate replaces its old one).
 """
 
 from __future__ import annotations
@@ -89,9 +91,10 @@ def delta_for(store: GossipStore, their_digest: dict[str, int], limit: int) -> D
 
 def merge_delta(
     store: GossipStore, delta: DeltaMessage, certificates: DeviceCertificates, sender: str,
-    sender_device: str = "",
+    sender_device: str = "", sender_certificate: bytes = b"",
 ) -> MergeOutcome:
-    """Check and store what `sender` (device `sender_device`, seen in TLS) sent."""
+    """Check and store what `sender` (device `sender_device`, seen in TLS with
+    `sender_certificate`) sent."""
     outcome = MergeOutcome()
     by_origin: dict[str, list[GossipRecord]] = {}
     for record in delta.records:
@@ -102,6 +105,8 @@ def merge_delta(
         except (binascii.Error, ValueError):
             offered = b""
         der = certificates.kept(store.certificate(origin), offered) if offered else b""
+        if origin == sender_device and sender_certificate:
+            der = sender_certificate
         for index, record in enumerate(sorted(records, key=lambda r: r.version)):
             if record.version <= store.version_of(record.origin, record.key):
                 outcome.stale += 1

@@ -139,7 +139,7 @@ class GossipNode:
                         log.info("gossip: closed connection of penalised %s", peer.device_id)
                         return
                     await self._answer(FramedStream(stream, f"{peer.device_id}@{address}"),
-                                       peer.device_id)
+                                       peer)
             except (_PeerFault, MalformedFrameError) as exc:
                 self.members.penalise(peer.device_id if peer else "", str(exc))
             except (AgentError, trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
@@ -150,7 +150,7 @@ class GossipNode:
             finally:
                 await _close(stream)
 
-    async def _answer(self, framed: FramedStream, peer_device: str) -> None:
+    async def _answer(self, framed: FramedStream, peer: DeviceCertificate) -> None:
         first = await framed.receive_message()
         if first.get("type") == "fetch":
             request = _parse(FetchRequest, first, framed.peer)
@@ -165,7 +165,7 @@ class GossipNode:
         answer = delta_for(self.store, digest.digest, MAX_RECORDS_PER_MESSAGE)
         await framed.send_message(answer.model_copy(update={"digest": self.store.digest()}))
         theirs = _parse(DeltaMessage, await framed.receive_message(), framed.peer)
-        outcome = self._merge(theirs, framed.peer, peer_device)
+        outcome = self._merge(theirs, framed.peer, peer)
         await framed.send_message(DoneMessage(accepted=outcome.accepted,
                                               refused=len(outcome.refused)))
         if outcome.refused:
@@ -193,7 +193,7 @@ class GossipNode:
                 seen.append(peer.device_id)
                 await framed.send_message(DigestMessage(digest=self.store.digest()))
                 theirs = _parse(DeltaMessage, await framed.receive_message(), framed.peer)
-                outcome = self._merge(theirs, framed.peer, peer.device_id)
+                outcome = self._merge(theirs, framed.peer, peer)
                 if theirs.digest is None:
                     raise _PeerFault("answered a digest without its own digest")
                 mine = delta_for(self.store, theirs.digest, MAX_RECORDS_PER_MESSAGE)
@@ -245,8 +245,9 @@ class GossipNode:
             finally:
                 await _close(stream)
 
-    def _merge(self, delta: DeltaMessage, sender: str, sender_device: str) -> MergeOutcome:
-        outcome = merge_delta(self.store, delta, self.certificates, sender, sender_device)
+    def _merge(self, delta: DeltaMessage, sender: str, peer: DeviceCertificate) -> MergeOutcome:
+        outcome = merge_delta(self.store, delta, self.certificates, sender, peer.device_id,
+                              peer.der)
         if outcome.accepted:
             self.learn_members()
         return outcome

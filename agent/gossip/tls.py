@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class DeviceCertificate:
     device_id: str
     site: str
     public_key_raw: bytes
+    der: bytes = field(default=b"", compare=False)
+    """The certificate itself, when it was presented in a TLS handshake (`peer_certificate`)."""
 
 
 @dataclass
@@ -157,4 +159,4 @@ def peer_certificate(stream: trio.SSLStream[Any]) -> DeviceCertificate:
     der = stream.getpeercert(binary_form=True)
     if not der:
         raise GossipError("peer presented no certificate")
-    return describe(x509.load_der_x509_certificate(der))
+    return replace(describe(x509.load_der_x509_certificate(der)), der=der)
