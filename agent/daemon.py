@@ -158,9 +158,10 @@ class AgentDaemon:
         for deployment in self.journal.unfinished():
             if deployment.state not in BEFORE_ANY_CHANGE:
                 await self._deploy(deployment.release)
-        for release in prune_finished_downloads(
-            self.state, self.journal.deployments(), self.peers.holds_files()
-        ):
+        pruned = await trio.to_thread.run_sync(  # payloads can be gigabytes
+            prune_finished_downloads, self.state, self.journal.deployments(),
+            self.peers.holds_files())
+        for release in pruned:
             log.info("%s: payload no longer seeded, removed from downloads", release)
         self.journal.set_status("activity", "refreshing metadata")
         try:

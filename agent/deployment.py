@@ -192,7 +192,11 @@ class DeploymentRun:
             state = await steps[state]()
         self.ctx.on_result()
         await self.ctx.gate.finished(self.release)
-        self._cleanup()
+        # Drop the snapshot and work files unless an admin may need them (rerun at start
+        # for deployments that ended just before a crash). They can be gigabytes: deleted
+        # off the event loop; the journal is read here, on the loop's thread.
+        await trio.to_thread.run_sync(finish_cleanup, self.ctx.state_dir, self.ctx.snapshots,
+                                      self.deployment)
         return self.deployment
 
     async def _resume(self) -> State:
@@ -302,10 +306,11 @@ class DeploymentRun:
             await self._journal(State.FAILED, f"payload refused, nothing changed: {exc}")
             return State.FAILED
         try:
-            shutil.rmtree(self.snapshot_store, ignore_errors=True)  # a partial one from a crash
+            # A partial one from a crash; large deletions run off the event loop.
+            await trio.to_thread.run_sync(_remove_tree, self.snapshot_store)
             manifest = await trio.to_thread.run_sync(backend.take, paths, self.snapshot_store)
         except AgentError as exc:
-            shutil.rmtree(self.snapshot_store, ignore_errors=True)
+            await trio.to_thread.run_sync(_remove_tree, self.snapshot_store)
             await self._journal(State.FAILED, f"snapshot failed, nothing changed: {exc}")
             return State.FAILED
         if await self._superseded():  # the last moment before the device changes
@@ -405,8 +410,8 @@ class DeploymentRun:
             notes.append(await trio.to_thread.run_sync(backend.verify, manifest))
         return "; ".join(note for note in notes if note)
 
-    def _cleanup(self) -> None:
-        """Drop the snapshot and work files unless an admin may need them; rerun at start
-        for deployments that ended just before a crash."""
-        finish_cleanup(self.ctx.state_dir, self.ctx.snapshots, self.deployment)
 
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

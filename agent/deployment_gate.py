@@ -22,7 +22,9 @@ class DeploymentGate(Protocol):
         """
 
     async def wait_for_reboot(self, release: str, info: ReleaseInfo) -> None:
-        """Return when the device may reboot for `release`."""
+        """Return if the device may reboot for `release` now; else raise NotEligibleYet
+        (agent/policy/gate.py) saying when to ask again. Never waits in place: the
+        deployment stays in `rebooting` and the daemon goes on with everything else."""
 
     async def finished(self, release: str) -> None:
         """The deployment reached a terminal state: release what was held for it."""

@@ -158,24 +158,25 @@ class PolicyGate:
         self._drop(release)
 
     async def wait_for_reboot(self, release: str, info: ReleaseInfo) -> None:
+        """Return when the device may reboot for `release` now; else NotEligibleYet with
+        when to ask again. The deployment stays journaled in `rebooting`, and the daemon
+        goes on meanwhile: waiting days for a reboot window in place held its main loop,
+        so no refresh, no halt, no pause and no other release (not even a critical one
+        past its deadline) could happen until the weekend."""
         facts = ReleaseFacts.from_info(release, info)
-        while True:
-            now = self.clock.now()
-            plan = plan_reboot(self.policy, facts, self.device, now)
-            wake: datetime | None = plan.at
-            if plan.verdict is Verdict.NOW:
-                waiting = await self._lease(release, now)
-                if waiting is None:
-                    self._drop(release)
-                    return
-                text, wake = waiting
-            else:
-                text = plan.describe(now)
-            self._record(release, "reboot", text, wake)
-            changed = self._changed
-            seconds = MAX_NAP_SECONDS if wake is None else (wake - now).total_seconds()
-            with trio.move_on_after(max(0.0, min(seconds, MAX_NAP_SECONDS))):
-                await changed.wait()
+        now = self.clock.now()
+        plan = plan_reboot(self.policy, facts, self.device, now)
+        wake: datetime | None = plan.at
+        if plan.verdict is Verdict.NOW:
+            waiting = await self._lease(release, now)
+            if waiting is None:
+                self._drop(release)
+                return
+            text, wake = waiting
+        else:
+            text = plan.describe(now)
+        self._record(release, "reboot", text, wake)
+        raise NotEligibleYet(release, text, wake)
 
     async def finished(self, release: str) -> None:
         await self._give_back(release)

@@ -146,15 +146,32 @@ async def test_a_policy_change_replans_a_waiting_deployment_at_once(
     await device.gate.wait_for_install(release, info)  # no exception: allowed now
 
 
-async def test_a_reboot_waits_in_place_for_the_window(tmp_path, autojump_clock):
+async def reboot_when_allowed(gate, release, info, poll: float = 86400.0) -> int:
+    """Ask as the daemon does: on NotEligibleYet sleep with `gate.sleep`; count asks."""
+    asks = 1
+    while True:
+        try:
+            await gate.wait_for_reboot(release, info)
+            return asks
+        except NotEligibleYet:
+            asks += 1
+            await gate.sleep(poll)
+
+
+async def test_a_reboot_waits_for_the_window_without_holding_the_caller(tmp_path,
+                                                                       autojump_clock):
     policy = ('[deadline_hours]\ncritical = 1\n'
               '[[windows]]\nname = "weekend"\nwhen = "Sun 02:00-05:00"\n')
     clock = TrioWallClock(utc(2024, 6, 4, 12))  # Tuesday, deadline passed
     release, info = release_info(severity="critical", published=utc(2024, 6, 3))
     device = new_gate(tmp_path, "srv", clock, policy)
     await device.gate.wait_for_install(release, info)  # installs now ...
-    await device.gate.wait_for_reboot(release, info)  # ... reboots on Sunday
-    assert clock.now() == utc(2024, 6, 9, 2)
+    with pytest.raises(NotEligibleYet) as waiting:  # ... and says at once when to reboot
+        await device.gate.wait_for_reboot(release, info)
+    assert waiting.value.at == utc(2024, 6, 9, 2)
+    assert clock.now() == utc(2024, 6, 4, 12)  # nothing waited in place
+    await reboot_when_allowed(device.gate, release, info)
+    assert clock.now() == utc(2024, 6, 9, 2)  # ... reboots on Sunday
 
 
 async def test_at_most_k_devices_of_a_group_install_at_once(tmp_path, autojump_clock):
@@ -248,7 +265,7 @@ async def test_a_refused_renewal_drops_the_lease_and_the_reboot_waits_for_a_new_
         rebooted_at = []
 
         async def reboot() -> None:
-            await device.gate.wait_for_reboot(release, info)
+            await reboot_when_allowed(device.gate, release, info, poll=60.0)
             rebooted_at.append(clock.now())
 
         nursery.start_soon(reboot)
