@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-BIN = REPO / ".venv" / "bin"
+# The repository's venv, else the one running the harness (a git worktree has none).
+BIN = REPO / ".venv" / "bin" if (REPO / ".venv").exists() else Path(sys.executable).parent
 
 
 class Processes:
