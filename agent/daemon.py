@@ -29,7 +29,7 @@ from agent.install_prefix import InstallPrefix
 from agent.instance_lock import hold_directory
 from agent.journal import Journal, utc_now
 from agent.lease_client import LeaseClient
-from agent.lifecycle import State
+from agent.lifecycle import BEFORE_INSTALL, State
 from agent.metadata_client import MetadataClient
 from agent.peer_session import PeerSession
 from agent.policy import DeviceFacts
@@ -44,8 +44,6 @@ from agent.wire.rollout import GroupRollouts
 
 log = logging.getLogger(__name__)
 
-BEFORE_ANY_CHANGE = frozenset({State.PENDING, State.SCHEDULED, State.DOWNLOADING,
-                               State.VERIFIED})
 OUTBOX_RETRY_SECONDS = 10.0
 
 
@@ -156,7 +154,7 @@ class AgentDaemon:
         A deployment that has begun changing the device is finished first, hub or no hub;
         one that has not goes on only after a refresh (`_resume_unchanged`)."""
         for deployment in self.journal.unfinished():
-            if deployment.state not in BEFORE_ANY_CHANGE:
+            if deployment.state not in BEFORE_INSTALL:
                 await self._deploy(deployment.release)
         pruned = await trio.to_thread.run_sync(  # payloads can be gigabytes
             prune_finished_downloads, self.state, self.journal.deployments(),
@@ -209,7 +207,7 @@ class AgentDaemon:
         """Go on with deployments that have changed nothing yet (they may have downloaded
         and be waiting for a window) only while the signed rollout still says so: a halt
         or pause signed meanwhile keeps them waiting."""
-        waiting = [d.release for d in self.journal.unfinished() if d.state in BEFORE_ANY_CHANGE]
+        waiting = [d.release for d in self.journal.unfinished() if d.state in BEFORE_INSTALL]
         held = held_releases(document, self.identity.device_id, waiting)
         for release in waiting:
             if release in held:

@@ -63,8 +63,10 @@ BEFORE_INSTALL: frozenset[State] = frozenset(
     {S.PENDING, S.SCHEDULED, S.DOWNLOADING, S.VERIFIED, S.SNAPSHOTTING}
 )
 """States in which nothing on the device has changed yet: the downgrade check
-(`ReleaseManifest.refuses_to_replace`) holds before each of their steps, and a
-deployment in one of them is superseded when a newer version of its name commits."""
+(`ReleaseManifest.refuses_to_replace`) holds before each of their steps, a deployment
+in one of them is superseded when a newer version of its name commits, and the daemon
+lets one go on only while the refreshed signed rollout still says so (a halt or pause
+signed meanwhile keeps it waiting, even if a crash cut its snapshot short)."""
 
 CHANGES_DEVICE: frozenset[State] = frozenset(
     {S.INSTALLING, S.REBOOTING, S.CHECKING, S.REVERTING}

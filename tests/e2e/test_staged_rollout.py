@@ -14,7 +14,7 @@ from agent.lifecycle import State
 from agent.policy.gate import NotEligibleYet
 from hub.database import HubDatabase
 from hub.rollout_rules import RolloutPlan
-from hub.rollouts import start_rollout
+from hub.rollouts import RolloutAction, change_rollout, start_rollout
 from tests.fleet import sha256, start_agent, start_hub, tree_state
 
 OLD = {"VERSION": b"1.0.0", "bin/app": b"#!/bin/sh\necho old\n"}
@@ -137,3 +137,32 @@ async def test_a_pilot_that_downloaded_before_the_halt_does_not_install_after_it
     [still] = waiting.journal.deployments()
     assert still.state is State.VERIFIED  # never installed
     assert tree_state(waiting_prefix) == {}
+
+
+async def test_a_snapshot_interrupted_before_a_halt_does_not_install_after_the_restart(
+    tmp_path, nursery
+):
+    """Snapshotting changes nothing on the device: a deployment found there at start waits,
+    like one in verified, for the refreshed rollout to say it may go on."""
+    hub = await start_hub(tmp_path, nursery)
+    daemon, prefix = await start_agent(hub, nursery, "a0", "127.0.0.2")
+    window = WindowNotOpenYet()
+    daemon.ctx.gate = window
+    release = hub.publish("app", "2.0.0", NEW)
+    start_rollout(hub.hub_dir, release, "lab",
+                  RolloutPlan(stages=(0, 100), pilot_devices=(daemon.identity.device_id,)))
+    await daemon.cycle()  # downloads, then waits for its window
+    [parked] = daemon.journal.deployments()
+    assert parked.state is State.VERIFIED
+    # The window opened and the snapshot began; the agent stopped before it was taken
+    # (journaled as snapshotting, as a crash there leaves it). Meanwhile the admin pauses.
+    daemon.journal.transition(parked.release, State.SNAPSHOTTING)
+    change_rollout(hub.hub_dir, release, "lab", RolloutAction.PAUSE, reason="bad reports")
+    window.opened = True
+
+    await daemon.cycle()
+    await daemon.cycle()
+
+    [still] = daemon.journal.deployments()
+    assert still.state in (State.SNAPSHOTTING, State.VERIFIED)  # never installed
+    assert tree_state(prefix) == {}
