@@ -92,6 +92,12 @@ def status(config_file: Path, as_json: bool) -> None:
     """What the daemon is doing, and the history of deployments."""
     from datetime import UTC, datetime
 
+    from agent.hub_contact import (
+        HUB_CONTACT_KEY,
+        METADATA_SOURCE_KEY,
+        describe_hub,
+        describe_source,
+    )
     from agent.journal import Journal
     from agent.metadata_expiry import targets_expiry_warning
     from agent.state_dir import StateDir
@@ -128,16 +134,21 @@ def status(config_file: Path, as_json: bool) -> None:
         journal.close()
     # Per pending release: its next eligible time and why (journaled by agent/policy/gate).
     report["plans"] = json.loads(report["status"].pop("plans", "") or "{}")
+    # Whether the hub answers, and where the metadata in use came from (agent/hub_contact).
+    for key in (HUB_CONTACT_KEY, METADATA_SOURCE_KEY):
+        report[key] = _json_entry(report["status"].pop(key, ""))
     report["targets_expiry_warning"] = targets_expiry_warning(state.metadata,
                                                               datetime.now(UTC))
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
         return
     click.echo(f"device {report['device_id']}  group {report['group']}  site {report['site']}")
-    click.echo(f"hub    {report['hub_url']}")
+    click.echo(f"hub      {report['hub_url']}: {describe_hub(report[HUB_CONTACT_KEY])}")
     for key in ("daemon", "activity", "metadata", "hold", "last_error", "alert"):
         if report["status"].get(key):
             click.echo(f"{key:<8} {report['status'][key]}")
+        if key == "metadata":
+            click.echo(f"source   {describe_source(report[METADATA_SOURCE_KEY])}")
     if report["targets_expiry_warning"]:
         click.echo(f"warning  {report['targets_expiry_warning']}")
     click.echo(f"results delivered {delivered}, waiting {waiting}")
@@ -147,6 +158,14 @@ def status(config_file: Path, as_json: bool) -> None:
         click.echo(f"policy   {report['status']['policy']}")
     for release, plan in sorted(report["plans"].items()):
         click.echo(f"  {release}  {plan['text']}")
+
+
+def _json_entry(value: str) -> dict[str, Any]:
+    try:
+        entry = json.loads(value) if value else {}
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
 
 
 @main.command()

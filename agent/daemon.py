@@ -25,6 +25,7 @@ from agent.device_identity import DeviceIdentity
 from agent.errors import AgentError, MetadataError, TargetNotFoundError, WireFormatError
 from agent.gossip import SiteGossip, refresh_metadata
 from agent.hub_client import DeliveryError, HubClient, RecordRefusedError
+from agent.hub_contact import HubContact
 from agent.install_prefix import InstallPrefix
 from agent.instance_lock import hold_directory
 from agent.journal import Journal, utc_now
@@ -68,6 +69,7 @@ class AgentDaemon:
             fetcher=self.gossip.fetcher if self.gossip else None,
         )
         self.hub = HubClient(self.hub_url, config.hub.timeout)
+        self.hub_contact = HubContact(self.journal)  # for `status`: reachable, metadata source
         # The group's signed policy decides when to install and reboot (agent/policy/).
         self.policy_source = PolicySource(self.metadata, self.state.root / "policy",
                                           self.identity.device_id, config.agent.group)
@@ -162,12 +164,15 @@ class AgentDaemon:
         for release in pruned:
             log.info("%s: payload no longer seeded, removed from downloads", release)
         self.journal.set_status("activity", "refreshing metadata")
+        fetcher = self.gossip.fetcher if self.gossip else None
         try:
-            await refresh_metadata(self.metadata, self.gossip.fetcher if self.gossip else None)
-        except MetadataError:
+            source = await refresh_metadata(self.metadata, fetcher)
+        except MetadataError as exc:
             self.journal.set_status("metadata", f"refresh FAILED at {utc_now()}")
+            self.hub_contact.refresh_failed(exc, fetcher.hub_error if fetcher else None)
             raise
         self.journal.set_status("metadata", f"refreshed at {utc_now()}")
+        self.hub_contact.refreshed(source)
         self.gate.apply(await trio.to_thread.run_sync(self.policy_source.refresh))
         group = self.gate.group  # the admin's signed assignment, else agent.toml's
         document_bytes = await trio.to_thread.run_sync(self.metadata.rollout_document, group)

@@ -27,6 +27,7 @@ from tuf.ngclient import FetcherInterface, Urllib3Fetcher
 
 from agent.errors import AgentError, MetadataError
 from agent.gossip.node import GossipNode
+from agent.hub_contact import RefreshSource
 from agent.metadata_client import MetadataClient
 
 log = logging.getLogger(__name__)
@@ -54,21 +55,27 @@ class HubOrPeersFetcher(FetcherInterface):
         self.excluded: set[str] = set()
         self.last_peer: str | None = None
         """The peer that served the last file (None: the hub did)."""
+        self.served_by: list[str] = []
+        """The peers that served files since `refresh_metadata` began (for `status`)."""
+        self.hub_error: str | None = None
+        """Why the hub did not answer its last try; None once it answers again."""
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         hub_error: Exception | None = None
         if self._clock() >= self._hub_down_until:
             try:
                 chunks = self._hub.fetch(url)
-                self.last_peer = None
+                self.last_peer = self.hub_error = None
                 return chunks
             except tuf_errors.DownloadHTTPError as exc:
                 if exc.status_code < 500:
+                    self.hub_error = None  # an answer, if not the file
                     raise
                 hub_error = exc
             except tuf_errors.DownloadError as exc:
                 hub_error = exc
             self._hub_down_until = self._clock() + self._retry_hub_after
+            self.hub_error = str(hub_error) or type(hub_error).__name__
         path = self._relative(url)
         sources = self._sources()
         if not sources:
@@ -95,6 +102,8 @@ class HubOrPeersFetcher(FetcherInterface):
                 continue
             log.info("fetched %s from site peer %s (hub unreachable)", path, address)
             self.last_peer = self._preferred = address
+            if address not in self.served_by:
+                self.served_by.append(address)
             return iter([data])
         if missing and not failures:
             raise tuf_errors.DownloadHTTPError(f"no site peer holds {path}", 404)
@@ -121,17 +130,21 @@ class HubOrPeersFetcher(FetcherInterface):
         )
 
 
-async def refresh_metadata(client: MetadataClient, fetcher: HubOrPeersFetcher | None) -> None:
-    """`client.refresh()`, going on to the next peer when one served what TUF refuses."""
+async def refresh_metadata(client: MetadataClient, fetcher: HubOrPeersFetcher | None
+                           ) -> RefreshSource:
+    """`client.refresh()`, going on to the next peer when one served what TUF refuses;
+    says who served the refresh that succeeded."""
     if fetcher is None:
         await trio.to_thread.run_sync(client.refresh)
-        return
+        return RefreshSource()
     fetcher.excluded.clear()
     while True:
         fetcher.last_peer = None
+        fetcher.served_by = []
         try:
             await trio.to_thread.run_sync(client.refresh)
-            return
+            peers = tuple(fetcher.served_by)
+            return RefreshSource(peers, fetcher.hub_error if peers else None)
         except MetadataError as exc:
             peer = fetcher.last_peer
             if peer is None:

@@ -1,0 +1,105 @@
+"""`meisitong-agent status` says when the hub stopped answering and where the metadata in
+use came from (issue 11 item 5).
+
+Real processes: `meisitong-hub serve` on 127.0.0.1, two agents of one site on
+127.0.0.2-3 gossiping over mutual TLS. With the hub up both refresh from it; with the
+hub stopped each says "hub unreachable since …" and takes its metadata from the other
+(TUF-verified); restarted meanwhile, an agent keeps the time the hub was first missed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hub.demo_fleet import BIN_AGENT, BIN_HUB, Fleet, _reachable, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+HUB = "127.0.0.1"
+AGENTS = {"a": "127.0.0.2", "b": "127.0.0.3"}
+
+
+def status(fleet: Fleet, config: Path) -> dict:
+    return json.loads(fleet.command(BIN_AGENT, "status", "--config", str(config), "--json").stdout)
+
+
+def status_text(fleet: Fleet, config: Path) -> str:
+    return fleet.command(BIN_AGENT, "status", "--config", str(config)).stdout
+
+
+def stop(fleet: Fleet, name: str) -> None:
+    process = fleet.processes[name]
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_status_says_since_when_the_hub_is_unreachable_and_that_peers_served_metadata(tmp_path):
+    hub_port = free_port(HUB)
+    fleet = Fleet(tmp_path, tmp_path / "hub", f"http://{HUB}:{hub_port}")
+    gossip_ports = {name: free_port(address) for name, address in AGENTS.items()}
+    seed = f"{AGENTS['a']}:{gossip_ports['a']}"
+    configs: dict[str, Path] = {}
+    try:
+        fleet.command(BIN_HUB, "init", "--listen", f"{HUB}:{hub_port}",
+                      "--seed-listen", f"{HUB}:{free_port(HUB)}")
+        token = (fleet.hub_dir / "enrollment-token").read_text().strip()
+        fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
+        wait_for(lambda: _reachable(HUB, hub_port), 30, "the hub to listen")
+        for name, address in AGENTS.items():
+            home = tmp_path / name
+            (home / "root").mkdir(parents=True)
+            configs[name] = home / "agent.toml"
+            configs[name].write_text(
+                f'[agent]\nstate_dir = "{home / "state"}"\nname = "{name}"\ngroup = "lab"\n'
+                f'site = "branch"\ninstall_prefix = "{home / "root"}"\npoll_interval = 1\n'
+                f'[p2p]\nlisten = "{address}:{free_port(address)}"\nlocal_discovery = false\n'
+                f'[gossip]\nlisten = "{address}:{gossip_ports[name]}"\nseeds = ["{seed}"]\n'
+                "interval = 0.5\nhub_sync_interval = 1\nretry_hub_after = 5\n"
+            )
+            fleet.command(BIN_AGENT, "enroll", "--config", str(configs[name]),
+                          "--hub", fleet.hub_url, "--token", token)
+            fleet.start(name, BIN_AGENT, "run", "--config", str(configs[name]))
+
+        for name in AGENTS:
+            wait_for(lambda n=name: status(fleet, configs[n])["metadata_source"].get("source")
+                     == "hub", 60, f"{name} to refresh from the hub")
+            report = status(fleet, configs[name])
+            assert report["hub_contact"]["reachable"] is True
+            assert "reachable, last answered at" in status_text(fleet, configs[name])
+            assert "source   the hub, at" in status_text(fleet, configs[name])
+
+        stop(fleet, "hub")
+        for name in AGENTS:
+            wait_for(lambda n=name: status(fleet, configs[n])["metadata_source"].get("source")
+                     == "site peers", 60, f"{name} to refresh from its peer")
+        report = status(fleet, configs["a"])
+        contact = report["hub_contact"]
+        assert contact["reachable"] is False
+        assert contact["error"]  # why, in the words of the failed fetch
+        assert report["metadata_source"]["peers"] == [f"{AGENTS['b']}:{gossip_ports['b']}"]
+        text = status_text(fleet, configs["a"])
+        assert f"hub unreachable since {contact['since']}" in text
+        assert f"source   site peer {AGENTS['b']}:{gossip_ports['b']} (hub unreachable)" in text
+
+        # A restart does not forget since when the hub has been missing.
+        stop(fleet, "a")
+        fleet.start("a", BIN_AGENT, "run", "--config", str(configs["a"]))
+        wait_for(lambda: status(fleet, configs["a"])["metadata_source"]["at"]
+                 > report["metadata_source"]["at"], 60, "a to refresh again after its restart")
+        assert status(fleet, configs["a"])["hub_contact"]["since"] == contact["since"]
+    except BaseException:
+        for log in sorted(tmp_path.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-25:]
+            print(f"--- {log.name}\n" + "\n".join(lines))
+        raise
+    finally:
+        fleet.stop_all()
