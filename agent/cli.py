@@ -211,8 +211,10 @@ def clear(config_file: Path, release: str | None, keep_snapshot: bool, by: str) 
                 shutil.rmtree(state.snapshots / key, ignore_errors=True)
                 shutil.rmtree(state.work / key, ignore_errors=True)
             click.echo(f"cleared {deployment.release} (revert failed: {deployment.reason})")
-        journal.set_status("alert", "")
         left = journal.blocking()
+        # The alert goes only with the last blocking deployment.
+        journal.set_status("alert", "; ".join(
+            f"revert of {d.release} failed: {d.reason}" for d in left))
         click.echo("installs allowed again" if not left else
                    f"still blocked by {', '.join(d.release for d in left)}")
     finally:

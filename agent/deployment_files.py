@@ -14,7 +14,6 @@ import shutil
 
 from agent.errors import AgentError
 from agent.journal import Deployment
-from agent.lifecycle import State
 from agent.snapshots import SnapshotBackend, SnapshotManifest, backend_for_manifest
 from agent.state_dir import StateDir
 from agent.wire.release import ReleaseInfo
@@ -29,7 +28,7 @@ def deployment_key(release: str) -> str:
 
 def finish_cleanup(state_dir: StateDir, default: SnapshotBackend, deployment: Deployment) -> None:
     """Delete a finished deployment's snapshot and work files; idempotent."""
-    if deployment.state is State.REVERT_FAILED and not deployment.detail.get("cleared_at"):
+    if deployment.blocks_installs:
         return
     key = deployment_key(deployment.release)
     shutil.rmtree(state_dir.work / key, ignore_errors=True)
@@ -50,10 +49,11 @@ def prune_finished_downloads(
 
     Kept: payloads libtorrent may still have open (`open_torrents`, v1 info-hashes: seeded
     to peers, or removed from the session but not yet closed), and those of an uncleared
-    revert-failed (an admin may want to look at exactly what was installed)."""
+    revert-failed (an admin may want to look at exactly what was installed; once cleared,
+it goes like any other)."""
     pruned = []
     for deployment in deployments:
-        if not deployment.finished or deployment.state is State.REVERT_FAILED:
+        if not deployment.finished or deployment.blocks_installs:
             continue
         directory = state_dir.downloads / deployment_key(deployment.release)
         if not directory.exists():

@@ -77,6 +77,13 @@ class Deployment:
     def finished(self) -> bool:
         return self.state in TERMINAL
 
+    @property
+    def blocks_installs(self) -> bool:
+        """Its revert failed and no admin has cleared it: the device may be in neither the
+        old nor the new state, so nothing is installed and its snapshot, work files and
+        payload are kept for the admin. The one place this is decided."""
+        return self.state is State.REVERT_FAILED and not self.detail.get("cleared_at")
+
 
 class Journal:
     """One connection per journal; open it in the thread (or task) that uses it."""
@@ -208,10 +215,7 @@ class Journal:
     def blocking(self) -> list[Deployment]:
         """Deployments whose revert failed and no admin has cleared: while there is one,
         the agent installs nothing (`meisitong-agent clear`)."""
-        return [
-            d for d in self.deployments()
-            if d.state is State.REVERT_FAILED and not d.detail.get("cleared_at")
-        ]
+        return [d for d in self.deployments() if d.blocks_installs]
 
     def clear(self, release: str, by: str) -> Deployment:
         """An admin says the device is sound again after `release`'s failed revert.

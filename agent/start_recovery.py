@@ -42,9 +42,7 @@ def prepare_start(ctx: DeploymentContext) -> list[str]:
     for deployment in journal.deployments():
         if deployment.finished:
             finish_cleanup(ctx.state_dir, ctx.snapshots, deployment)
-        if not deployment.finished or (
-            deployment.state is State.REVERT_FAILED and not deployment.detail.get("cleared_at")
-        ):
+        if not deployment.finished or deployment.blocks_installs:
             keep.add(deployment_key(deployment.release))
     for directory in (ctx.state_dir.snapshots, ctx.state_dir.work):
         _remove_orphans(directory, keep)

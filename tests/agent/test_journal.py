@@ -72,7 +72,7 @@ def test_journal_survives_reopen(tmp_path):
     again.close()
 
 
-def test_payloads_of_finished_deployments_are_pruned_once_no_longer_seeded(tmp_path):
+def test_finished_payloads_are_pruned_once_unseeded_a_failed_revert_once_cleared(tmp_path):
     from agent.deployment_files import deployment_key, prune_finished_downloads
     from agent.state_dir import StateDir
     from agent.wire.release import ReleaseInfo, ReleaseManifest, TorrentRef
@@ -90,15 +90,23 @@ def test_payloads_of_finished_deployments_are_pruned_once_no_longer_seeded(tmp_p
     journal = Journal(state.journal)
     cases = (("releases/a/1/a.tar", State.FAILED, "a" * 40),    # finished, not seeded
              ("releases/b/1/b.tar", State.FAILED, "b" * 40),    # finished, still seeded
-             ("releases/c/1/c.tar", None, "c" * 40))            # still running
+             ("releases/c/1/c.tar", None, "c" * 40),            # still running
+             ("releases/d/1/d.tar", State.REVERT_FAILED, "d" * 40),  # for the admin
+             ("releases/e/1/e.tar", State.REVERT_FAILED, "e" * 40))  # cleared below
     for release, final, info_hash in cases:
         journal.create(release, "a", "1", {"target": {"custom": custom(info_hash)}})
+        if final is State.REVERT_FAILED:
+            for step in (State.SCHEDULED, State.DOWNLOADING, State.VERIFIED,
+                         State.SNAPSHOTTING, State.INSTALLING, State.REVERTING):
+                journal.transition(release, step)
         if final:
             journal.transition(release, final)
         (state.downloads / deployment_key(release)).mkdir()
         (state.downloads / deployment_key(release) / "payload").write_bytes(b"x")
+    journal.clear("releases/e/1/e.tar", by="ops")
     pruned = prune_finished_downloads(state, journal.deployments(), open_torrents={"b" * 40})
-    assert pruned == ["releases/a/1/a.tar"]
+    assert pruned == ["releases/a/1/a.tar", "releases/e/1/e.tar"]
+    assert (state.downloads / deployment_key("releases/d/1/d.tar")).exists()
     assert not (state.downloads / deployment_key("releases/a/1/a.tar")).exists()
     assert (state.downloads / deployment_key("releases/b/1/b.tar")).exists()
     assert (state.downloads / deployment_key("releases/c/1/c.tar")).exists()
@@ -125,3 +133,35 @@ def test_a_superseded_deployment_lands_with_its_result_and_changes_nothing_insta
     assert journal.installed_version("demo") is None
     with pytest.raises(IllegalTransitionError):
         journal.transition(RELEASE, State.SNAPSHOTTING)
+
+
+def test_clearing_one_failed_revert_keeps_the_alert_while_another_still_blocks(tmp_path):
+    from click.testing import CliRunner
+
+    from agent.cli import main as agent_cli
+    from agent.state_dir import StateDir
+
+    state = StateDir(tmp_path / "state")
+    state.create()
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "{state.root}"\n')
+    journal = Journal(state.journal)
+    first, second = "releases/a/1/a.tar", "releases/b/1/b.tar"
+    for release in (first, second):
+        journal.create(release, "a", "1")
+        for next_state in (State.SCHEDULED, State.DOWNLOADING, State.VERIFIED,
+                           State.SNAPSHOTTING, State.INSTALLING, State.REVERTING):
+            journal.transition(release, next_state)
+        journal.transition(release, State.REVERT_FAILED, "restore failed")
+        journal.set_status("alert", f"revert of {release} failed: restore failed")
+
+    done = CliRunner().invoke(agent_cli, ["clear", "--config", str(config), first])
+    assert done.exit_code == 0, done.output
+    assert f"still blocked by {second}" in done.output
+    assert [d.release for d in journal.blocking()] == [second]
+    assert second in journal.status()["alert"][0]
+
+    done = CliRunner().invoke(agent_cli, ["clear", "--config", str(config)])
+    assert done.exit_code == 0 and "installs allowed again" in done.output, done.output
+    assert journal.blocking() == [] and journal.status()["alert"][0] == ""
+    journal.close()
