@@ -31,9 +31,10 @@ What it guarantees:
 - A download returns only once every piece is on disk. libtorrent reports a torrent
   seeding as soon as its last piece passes its hash check, which it does from its write
   cache: the last pieces may not be written yet (on a loaded 2-core machine, hashing the
-  file at that moment saw a mismatch in 12 of 20 fast 64 MiB downloads). So `download()`
-  asks libtorrent to flush the torrent's cache and waits for its `cache_flushed_alert`
-  (`flush_timeout`, else DownloadError) before it returns.
+  file at that moment saw a mismatch in 7 of 15 fast 64 MiB downloads, and none in
+  another run: it depends on the load; tests/bench/bench_false_mismatch.py). So
+  `download()` asks libtorrent to flush the torrent's cache and waits for its
+  `cache_flushed_alert` (`flush_timeout`, else DownloadError) before it returns.
 - `download(..., recheck=True)` has libtorrent read the file again and check every piece,
   then fetches whatever no longer passes: for a file that does not match its signed hash
   although every piece passed, or one altered on disk. It removes the torrent and adds

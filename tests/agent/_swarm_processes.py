@@ -6,7 +6,8 @@
         --tracker URL [--web-seed URL] [--web-seed-after S] [--timeout S] --result FILE
 
 The hub serves the tracker at /announce, the payload directory at /payloads/ (the web
-seed) and its seeder's counters as JSON at /stats, on Hypercorn's trio worker. An agent
+seed) and its seeder's counters as JSON at /stats (with `tracked`, the peers its tracker
+knows in that swarm), on Hypercorn's trio worker. An agent
 downloads, writes its DownloadResult (or {"error": ...}) as JSON to --result, and then
 keeps seeding until it is terminated: the other agents still need it.
 """
@@ -56,7 +57,8 @@ async def run_hub(args: argparse.Namespace) -> None:
     async def stats(_request: Request) -> JSONResponse:
         counters = seeder.stats() if seeder else {}
         return JSONResponse(
-            {v1: {"uploaded": s.total_payload_upload, "peers": s.num_peers}
+            {v1: {"uploaded": s.total_payload_upload, "peers": s.num_peers,
+                  "tracked": len(swarms.peers(bytes.fromhex(v1)))}
              for v1, s in counters.items()}
         )
 
