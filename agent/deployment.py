@@ -305,11 +305,14 @@ class DeploymentRun:
         except AgentError as exc:
             await self._journal(State.FAILED, f"payload refused, nothing changed: {exc}")
             return State.FAILED
+        except OSError as exc:  # what is on the device cannot be measured (ELOOP, EIO, …)
+            await self._journal(State.FAILED, f"snapshot not possible, nothing changed: {exc}")
+            return State.FAILED
         try:
             # A partial one from a crash; large deletions run off the event loop.
             await trio.to_thread.run_sync(_remove_tree, self.snapshot_store)
             manifest = await trio.to_thread.run_sync(backend.take, paths, self.snapshot_store)
-        except AgentError as exc:
+        except (AgentError, OSError) as exc:
             await trio.to_thread.run_sync(_remove_tree, self.snapshot_store)
             await self._journal(State.FAILED, f"snapshot failed, nothing changed: {exc}")
             return State.FAILED
@@ -380,14 +383,14 @@ class DeploymentRun:
         try:
             try:
                 await installer.rollback(self.payload, self.ctx.prefix, self.workdir)
-            except AgentError as exc:
-                log.warning("%s: rollback program failed (%s); restoring the snapshot",
+            except (AgentError, OSError) as exc:
+                log.warning("%s: rollback failed (%s); restoring the snapshot",
                             self.release, exc)
             manifest = self._manifest()
             backend = self._backend(manifest)
             await trio.to_thread.run_sync(backend.restore, manifest)
             checked = await self._verify_revert(installer, backend, manifest)
-        except AgentError as exc:
+        except (AgentError, OSError) as exc:  # an OSError no installer or check wrapped
             log.error("%s: REVERT FAILED: %s", self.release, exc)
             self.ctx.journal.set_status("alert", f"revert of {self.release} failed: {exc}")
             await self._journal(State.REVERT_FAILED, f"{failure}; revert failed: {exc}")

@@ -281,3 +281,44 @@ async def test_install_root_on_a_btrfs_subvolume_is_reverted_from_a_btrfs_snapsh
         assert "restored subvolume matches its snapshot" in deployment.reason
         assert tree_state(srv / "app") == before
         assert sorted(p.name for p in srv.iterdir()) == ["app"]  # snapshot pruned
+
+
+async def test_an_os_error_while_snapshotting_fails_the_deployment_and_the_daemon_goes_on(
+    hub, agent
+):
+    """On the device, `lib` is a symlink to itself where the release puts a directory:
+    measuring what the snapshot will copy hits ELOOP, an OSError no snapshot backend
+    wraps. Nothing was changed, so the deployment fails instead of taking the snapshot
+    again at every cycle."""
+    daemon, prefix = agent
+    (prefix / "opt/app/lib").symlink_to("lib")
+    before = tree_state(prefix)
+    target = release(hub, "app", "2.0.0", {"VERSION": b"2.0.0", "lib/mod.py": b"x"}, FILE_TREE)
+    await daemon.cycle()
+    deployment = only_deployment(daemon, target)
+    assert deployment.state is State.FAILED
+    assert "nothing changed" in deployment.reason and "symbolic links" in deployment.reason
+    assert tree_state(prefix) == before
+    [result] = await delivered(daemon, hub)
+    assert result["outcome"] == "failed"
+
+
+async def test_an_os_error_in_the_rollback_still_restores_the_snapshot(hub, agent, caplog):
+    """The file-tree rollback removes its staging directory beside the root; here that is
+    a mount point (EBUSY), an OSError the installer does not wrap. The snapshot restore
+    still runs, the revert is verified, and the daemon goes on."""
+    daemon, prefix = agent
+    before = tree_state(prefix / "opt/app")
+    with tmpfs(prefix / "opt/.app.meisitong-new", "size=1m"):
+        target = release(hub, "app", "2.0.0", {"VERSION": b"2.0.0"},
+                         FILE_TREE + file_hash_check("/opt/app/VERSION", b"never"))
+        with caplog.at_level(logging.WARNING):
+            await daemon.cycle()
+        deployment = only_deployment(daemon, target)
+        assert deployment.state is State.REVERTED, deployment.reason
+        assert any("rollback" in r.message and "busy" in r.getMessage()
+                   for r in caplog.records)
+        assert tree_state(prefix / "opt/app") == before
+    [result] = await delivered(daemon, hub)
+    assert result["outcome"] == "reverted"
+
