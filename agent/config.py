@@ -53,6 +53,8 @@ class AgentSection(StrictModel):
 class HubSection(StrictModel):
     url: str = Field(default="", pattern=r"^(https?://[^/\s]+/?.*)?$")
     timeout: float = Field(default=30.0, gt=0, le=600)
+    heartbeat_interval: float = Field(default=900.0, ge=1, le=86400,
+                                      description="seconds between signed heartbeats")
 
 
 class P2PSection(StrictModel):

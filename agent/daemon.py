@@ -24,6 +24,7 @@ from agent.deployment_supersede import supersede_waiting
 from agent.device_identity import DeviceIdentity
 from agent.errors import AgentError, MetadataError, TargetNotFoundError, WireFormatError
 from agent.gossip import SiteGossip, refresh_metadata
+from agent.heartbeat import HeartbeatSender
 from agent.hub_client import DeliveryError, HubClient, RecordRefusedError
 from agent.hub_contact import HubContact
 from agent.install_prefix import InstallPrefix
@@ -70,6 +71,9 @@ class AgentDaemon:
         )
         self.hub = HubClient(self.hub_url, config.hub.timeout)
         self.hub_contact = HubContact(self.journal)  # for `status`: reachable, metadata source
+        # Tells the hub this device is alive while it has nothing to report.
+        self.heartbeat = HeartbeatSender(self.hub_url, self.identity, self.hub_contact,
+                                         config.hub.heartbeat_interval, config.hub.timeout)
         # The group's signed policy decides when to install and reboot (agent/policy/).
         self.policy_source = PolicySource(self.metadata, self.state.root / "policy",
                                           self.identity.device_id, config.agent.group)
@@ -120,6 +124,7 @@ class AgentDaemon:
                 if self.gossip is not None:
                     await nursery.start(self.gossip.run, self.peers)
                 nursery.start_soon(self._outbox_loop)
+                nursery.start_soon(self.heartbeat.run)
                 await nursery.start(self.gate.run)  # renews held disruption-budget leases
                 task_status.started()
                 await self._main_loop()

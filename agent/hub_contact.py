@@ -43,7 +43,7 @@ class HubContact:
     def refreshed(self, source: RefreshSource) -> None:
         at = self._clock()
         if source.peers:
-            self._unreachable(source.hub_error or "the hub did not answer", at)
+            self.unreachable(source.hub_error or "the hub did not answer", at)
             entry: dict[str, Any] = {"source": "site peers", "peers": list(source.peers)}
         else:
             self.answered(at)
@@ -58,14 +58,15 @@ class HubContact:
         if why is None:
             self.answered(self._clock())
         else:
-            self._unreachable(why, self._clock())
+            self.unreachable(why, self._clock())
 
     def answered(self, at: str | None = None) -> None:
         at = at or self._clock()
         self._write({"reachable": True, "since": self._since(True, at), "last_answer": at,
                      "error": ""})
 
-    def _unreachable(self, why: str, at: str) -> None:
+    def unreachable(self, why: str, at: str | None = None) -> None:
+        at = at or self._clock()
         last = self.current()
         self._write({"reachable": False, "since": self._since(False, at),
                      "last_answer": last.get("last_answer"), "error": why[:500]})

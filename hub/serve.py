@@ -5,8 +5,9 @@ At start it links any target missing at its consistent-snapshot path (hub/target
 Tasks, all in one nursery: the HTTP server (Hypercorn's trio worker), the libtorrent
 seeder, a loop that starts seeding releases published while the server runs, a loop that
 re-signs the timestamp before it expires, a loop that records how many payload bytes
-left the hub (seeder and web seed) so `status` can show it, and the rollout controller
-(hub/rollout_runner.py), which advances and halts rollouts as results arrive.
+left the hub (seeder and web seed) so `status` can show it, the rollout controller
+(hub/rollout_runner.py), which advances and halts rollouts as results arrive, and the
+writer of devices' last-seen times from their heartbeats (hub/device_presence.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from agent.instance_lock import hold_directory
 from agent.listen_address import bound_tcp_socket
 from hub.config import HubConfig
 from hub.database import HubDatabase
+from hub.device_presence import LastSeenBatch, heartbeat_routes
 from hub.errors import RepositoryError
 from hub.hub_dir import HubDir
 from hub.published_releases import PublishedReleases
@@ -56,8 +58,13 @@ class HubServer:
         # a release before its signed target is published.
         self.published = PublishedReleases.from_database(hub_dir.database)
         site_of = DeviceSites(hub_dir.database).site_of
+        # Devices' signed heartbeats, their last-seen times written in batches.
+        self.last_seen = LastSeenBatch(hub_dir.database)
         self.app = make_app(
-            hub_dir, tracker_routes(self.swarms, self.published, site_of), self.published
+            hub_dir,
+            [*tracker_routes(self.swarms, self.published, site_of),
+             *heartbeat_routes(self.last_seen)],
+            self.published,
         )
         self.seeder = HubSeeder(
             listen=config.seeding.listen,
@@ -93,6 +100,7 @@ class HubServer:
                 nursery.start_soon(self._release_loop)
                 nursery.start_soon(self._metadata_loop)
                 nursery.start_soon(self._stats_loop)
+                nursery.start_soon(self.last_seen.run)
                 nursery.start_soon(self.rollout_rules.run)
                 log.info(
                     "hub serving on %s (public %s), seeding on %s",
@@ -102,6 +110,10 @@ class HubServer:
         finally:
             with trio.CancelScope(shield=True):
                 self._flush_stats()
+                try:
+                    await self.last_seen.flush()
+                except Exception:  # noqa: BLE001 - stopping goes on; the times are lost
+                    log.exception("could not record devices' last contact at stop")
             self.seeder.close()
 
     async def _repair_target_files(self) -> None:

@@ -1,0 +1,65 @@
+"""The daemon's heartbeat task: tells the hub, signed by the device key, that this
+device is alive though it has nothing to report (agent/wire/heartbeat.py says why it is
+signed). One small POST per `[hub] heartbeat_interval` (15 min by default), the first at
+start, so an idle device costs the hub one verify and, batched, a row update.
+
+A heartbeat the hub does not get is no error: it is retried at the next interval, and
+`status` says the hub is unreachable meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import UTC, datetime
+
+import httpx
+import trio
+
+from agent.device_identity import DeviceIdentity
+from agent.hub_contact import HubContact
+from agent.wire.heartbeat import Heartbeat, SignedHeartbeat
+
+log = logging.getLogger(__name__)
+
+
+class HeartbeatSender:
+    def __init__(self, hub_url: str, identity: DeviceIdentity, contact: HubContact,
+                 interval: float, timeout: float = 30.0) -> None:
+        self.hub_url = hub_url.rstrip("/")
+        self.identity = identity
+        self.contact = contact
+        self.interval = interval
+        self.timeout = timeout
+
+    async def send(self) -> bool:
+        """One heartbeat; True if the hub took it."""
+        heartbeat = Heartbeat(device_id=self.identity.device_id,
+                              issued_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        body = SignedHeartbeat.sign(heartbeat, self.identity.private_key).to_bytes()
+        try:
+            async with httpx.AsyncClient(base_url=self.hub_url, timeout=self.timeout) as client:
+                response = await client.post("/api/v1/heartbeat", content=body,
+                                             headers={"content-type": "application/json"})
+        except httpx.HTTPError as exc:
+            self.contact.unreachable(f"heartbeat: cannot reach the hub at {self.hub_url}: "
+                                     f"{exc or type(exc).__name__}")
+            return False
+        if response.status_code >= 500:
+            self.contact.unreachable(f"heartbeat: the hub answered HTTP {response.status_code}")
+            return False
+        self.contact.answered()
+        if response.status_code != 200:
+            log.warning("hub refused this device's heartbeat (HTTP %d): %s",
+                        response.status_code, response.text[:300])
+            return False
+        return True
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.send()
+            except Exception:  # noqa: BLE001 - no hub answer may end the daemon
+                log.exception("heartbeat failed unexpectedly; the next one comes as planned")
+            # Jittered, so a fleet restarted together does not beat in step.
+            await trio.sleep(self.interval * random.uniform(0.9, 1.1))  # noqa: S311
