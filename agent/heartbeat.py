@@ -4,7 +4,8 @@ signed). One small POST per `[hub] heartbeat_interval` (15 min by default), the 
 start, so an idle device costs the hub one verify and, batched, a row update.
 
 A heartbeat the hub does not get is no error: it is retried at the next interval, and
-`status` says the hub is unreachable meanwhile.
+`status` says the hub is unreachable meanwhile. It goes out with urllib3 (which the TUF
+refresh has loaded anyway) in a worker thread, not httpx: an idle agent loads no httpx.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import logging
 import random
 from datetime import UTC, datetime
 
-import httpx
 import trio
+import urllib3
 
 from agent.device_identity import DeviceIdentity
 from agent.hub_contact import HubContact
@@ -38,22 +39,33 @@ class HeartbeatSender:
                               issued_at=datetime.now(UTC).isoformat(timespec="seconds"))
         body = SignedHeartbeat.sign(heartbeat, self.identity.private_key).to_bytes()
         try:
-            async with httpx.AsyncClient(base_url=self.hub_url, timeout=self.timeout) as client:
-                response = await client.post("/api/v1/heartbeat", content=body,
-                                             headers={"content-type": "application/json"})
-        except httpx.HTTPError as exc:
+            status, text = await trio.to_thread.run_sync(self._post, body,
+                                                         abandon_on_cancel=True)
+        except urllib3.exceptions.HTTPError as exc:
             self.contact.unreachable(f"heartbeat: cannot reach the hub at {self.hub_url}: "
                                      f"{exc or type(exc).__name__}")
             return False
-        if response.status_code >= 500:
-            self.contact.unreachable(f"heartbeat: the hub answered HTTP {response.status_code}")
+        if status >= 500:
+            self.contact.unreachable(f"heartbeat: the hub answered HTTP {status}")
             return False
         self.contact.answered()
-        if response.status_code != 200:
-            log.warning("hub refused this device's heartbeat (HTTP %d): %s",
-                        response.status_code, response.text[:300])
+        if status != 200:
+            log.warning("hub refused this device's heartbeat (HTTP %d): %s", status, text)
             return False
         return True
+
+    def _post(self, body: bytes) -> tuple[int, str]:
+        pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(total=self.timeout))
+        try:
+            response = pool.request("POST", f"{self.hub_url}/api/v1/heartbeat", body=body,
+                                    headers={"content-type": "application/json"},
+                                    preload_content=False)
+            try:
+                return response.status, response.read(300).decode("utf-8", "replace")
+            finally:
+                response.release_conn()
+        finally:
+            pool.clear()
 
     async def run(self) -> None:
         while True:

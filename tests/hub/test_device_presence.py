@@ -15,7 +15,7 @@ from agent.hub_contact import HubContact
 from agent.journal import Journal
 from agent.wire.heartbeat import Heartbeat, SignedHeartbeat
 from hub.database import HubDatabase
-from tests.fleet import start_agent, start_hub
+from tests.fleet import free_port, start_agent, start_hub
 
 OLD = "2026-01-01T00:00:00+00:00"
 
@@ -85,3 +85,15 @@ async def test_a_devices_heartbeat_moves_its_last_seen_and_forged_or_replayed_on
     assert replayed.status_code == 403 and "replayed" in replayed.json()["error"]
     journal.close()
     nursery.cancel_scope.cancel()
+
+
+async def test_a_heartbeat_the_hub_cannot_get_says_so_in_status_and_ends_nothing(tmp_path):
+    journal = Journal(tmp_path / "contact.db")
+    identity = DeviceIdentity.load_or_create(tmp_path / "device.key")
+    port = free_port("127.0.0.1")  # nothing listens there
+    sender = HeartbeatSender(f"http://127.0.0.1:{port}", identity, HubContact(journal), 900, 5)
+    assert not await sender.send()
+    contact = HubContact(journal).current()
+    assert contact["reachable"] is False
+    assert contact["error"].startswith(f"heartbeat: cannot reach the hub at http://127.0.0.1:{port}")
+    journal.close()
