@@ -43,7 +43,15 @@ from agent.health_checks import run_health_checks
 from agent.install_prefix import InstallPrefix
 from agent.installers import Installer, installer_for
 from agent.journal import Deployment, Journal
-from agent.lifecycle import BEFORE_INSTALL, TERMINAL, ResumeFacts, State, resume_state
+from agent.lifecycle import (
+    BEFORE_INSTALL,
+    LOOP_COUNTED,
+    TERMINAL,
+    ResumeFacts,
+    State,
+    resume_state,
+    starts_key,
+)
 from agent.metadata_client import MetadataClient
 from agent.peer_session import PeerSession
 from agent.reboot import RebootAdapter, SystemReboot
@@ -189,7 +197,13 @@ class DeploymentRun:
                 state = State.SUPERSEDED
                 continue
             self.ctx.on_activity(f"{state.value} {self.release}")
-            state = await steps[state]()
+            ran = state
+            try:
+                state = await steps[state]()
+            except RetryLater:
+                self._step_ended(ran)
+                raise
+            self._step_ended(ran)
         self.ctx.on_result()
         await self.ctx.gate.finished(self.release)
         # Drop the snapshot and work files unless an admin may need them (rerun at start
@@ -199,6 +213,12 @@ class DeploymentRun:
                                       self.deployment)
         return self.deployment
 
+    def _step_ended(self, state: State) -> None:
+        """The step of `state` ended without the agent dying: starts that found the
+        deployment there were no state loop (lifecycle.LOOP_COUNTED)."""
+        if state in LOOP_COUNTED and self.deployment.detail.get(starts_key(state)):
+            self.ctx.journal.note(self.release, **{starts_key(state): 0})
+
     async def _resume(self) -> State:
         current = self.deployment
         detail = current.detail
@@ -206,6 +226,7 @@ class DeploymentRun:
         facts = ResumeFacts(
             boots=int(detail.get("boots", 0)),
             revert_boots=int(detail.get("revert_boots", 0)),
+            starts_here=int(detail.get(starts_key(current.state), 0)),
             max_boots=self.ctx.max_boots,
             installer_idempotent=self.installer.idempotent,
             rebooted=boot_id is not None and boot_id != self.ctx.reboot.boot_id(),

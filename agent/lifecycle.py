@@ -92,6 +92,21 @@ BOOT_COUNTED: frozenset[State] = frozenset({S.INSTALLING, S.REBOOTING, S.CHECKIN
 """States in which every agent start is counted: a release that keeps the device (or the
 agent) from getting through its checks is reverted after `max_boots` starts."""
 
+LOOP_COUNTED: frozenset[State] = BEFORE_INSTALL
+"""States in which every agent start is counted per state (`starts_key`), as Mender's
+state-loop detection does: a step that kills the agent each time it runs (a snapshot of
+a tree that crashes it, a download that does) ends the deployment in failed, nothing
+changed, after more than `max_boots` starts found it there. The count is dropped each
+time the step ends without the agent dying (a wait for a window, a postponed download),
+so waiting across reboots is no loop. With BOOT_COUNTED and reverting, every
+non-terminal state is counted."""
+
+
+def starts_key(state: State) -> str:
+    """The journal detail that counts the agent starts which found a deployment in `state`
+    (a LOOP_COUNTED one) since its step last ended without the agent dying."""
+    return f"starts_{state.value}"
+
 
 @dataclass(frozen=True)
 class ResumeFacts:
@@ -101,6 +116,9 @@ class ResumeFacts:
     """Agent starts counted while the deployment was in a BOOT_COUNTED state."""
     revert_boots: int = 0
     """Agent starts counted while it was reverting."""
+    starts_here: int = 0
+    """Agent starts that found it in this LOOP_COUNTED state since its step last ended
+    without the agent dying."""
     max_boots: int = 3
     installer_idempotent: bool = False
     """Running the install again over a half-done one finishes it correctly."""
@@ -117,8 +135,15 @@ def resume_state(state: State, facts: ResumeFacts) -> tuple[State, str]:
     - in `rebooting`: the checks if the boot happened, else ask for it again;
     - interrupted checks: run them again (they only read);
     - more than `max_boots` starts after installing without getting through the checks:
-      revert; more than `max_boots` starts while reverting: revert-failed (an admin).
+      revert; more than `max_boots` starts while reverting: revert-failed (an admin);
+    - more than `max_boots` starts in the same step before installing, each time without
+      the step ending: a state loop, failed (nothing was changed).
     """
+    if state in LOOP_COUNTED and facts.starts_here > facts.max_boots:
+        return S.FAILED, (
+            f"state loop: {facts.starts_here} agent starts found it in {state} without the "
+            f"step ending (more than {facts.max_boots}); nothing changed"
+        )
     if state in BOOT_COUNTED and facts.boots > facts.max_boots:
         return S.REVERTING, (
             f"boot counter: {facts.boots} starts without passing the checks "

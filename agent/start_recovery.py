@@ -1,5 +1,6 @@
 """What the daemon does once at start, before it resumes anything: count this start
-against every deployment between install and commit (the boot counter), end waiting
+against every unfinished deployment (the boot counter between install and commit, the
+revert counter, the state-loop counter before install), end waiting
 deployments that a newer installed version has superseded (a crash may have come
 between that commit and its sweep), and remove what deployments that ended before a
 crash could not clean up themselves.
@@ -20,7 +21,7 @@ from pathlib import Path
 from agent.deployment import DeploymentContext
 from agent.deployment_files import deployment_key, finish_cleanup
 from agent.deployment_supersede import supersede_waiting
-from agent.lifecycle import BOOT_COUNTED, State
+from agent.lifecycle import BOOT_COUNTED, LOOP_COUNTED, State, starts_key
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ def prepare_start(ctx: DeploymentContext) -> list[str]:
                         deployment.state, ctx.max_boots)
         elif deployment.state is State.REVERTING:
             journal.count_start(deployment.release, "revert_boots")
+        elif deployment.state in LOOP_COUNTED:
+            journal.count_start(deployment.release, starts_key(deployment.state))
     superseded = supersede_waiting(ctx)
     keep = set()
     for deployment in journal.deployments():

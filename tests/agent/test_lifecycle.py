@@ -48,8 +48,16 @@ def test_a_revert_that_keeps_getting_interrupted_ends_in_revert_failed():
     assert resume_state(S.REVERTING, ResumeFacts(revert_boots=4))[0] is S.REVERT_FAILED
 
 
+def test_more_starts_than_allowed_in_one_step_before_installing_is_a_state_loop_and_fails():
+    for state in (S.PENDING, S.SCHEDULED, S.DOWNLOADING, S.VERIFIED, S.SNAPSHOTTING):
+        resumed, why = resume_state(state, ResumeFacts(starts_here=4, max_boots=3))
+        assert resumed is S.FAILED and "state loop" in why and "nothing changed" in why
+        assert resume_state(state, ResumeFacts(starts_here=3, max_boots=3))[0] is not S.FAILED
+
+
 def test_every_resume_is_a_transition_the_table_allows():
-    facts = [ResumeFacts(boots=b, revert_boots=b, installer_idempotent=i, rebooted=r)
+    facts = [ResumeFacts(boots=b, revert_boots=b, starts_here=b, installer_idempotent=i,
+                         rebooted=r)
              for b in (0, 9) for i in (True, False) for r in (True, False)]
     for state in State:
         if not TRANSITIONS[state]:

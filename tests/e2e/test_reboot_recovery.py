@@ -79,3 +79,31 @@ async def test_release_that_keeps_killing_the_agent_in_its_checks_is_reverted_by
     assert "boot counter: 3 starts" in result["reason"]
     assert tree_state(agent.prefix) == before
     assert agent.leftovers() == []
+
+
+async def test_a_snapshot_that_kills_the_agent_every_time_ends_in_failed_by_the_loop_counter(
+    tmp_path, nursery
+):
+    """Each start dies right after journaling snapshotting (the crash hook stands in for a
+    tree whose snapshot crashes the agent): the start counter of that state, like
+    Mender's state-loop detection, ends the deployment in failed with nothing changed
+    instead of restarting forever."""
+    def prepare(hub):
+        payload = write_tar(tmp_path / "app.tar", {"VERSION": (b"2.0.0", 0o644)})
+        target = publish(hub, "app", "2.0.0", payload,
+                         '[install]\ntype = "file-tree"\nroot = "/opt/app"\n')
+        start_rollout(hub.hub_dir, target, "snapshot-loop", new_group=True)
+
+    hub, _ = await start_hub_published(tmp_path, nursery, prepare)
+    agent = await endpoint(hub, tmp_path, "r3", "snapshot-loop",
+                           'reboot = "restart-agent"\nmax_boots = 2\n')
+    before = tree_state(agent.prefix)
+    codes = await supervise(agent, ["snapshotting"] * 10, timeout=120)
+    # Killed at the first start and at three resumes; the fourth resume finds it there a
+    # third time (more than max_boots) and fails it.
+    assert codes == [-signal.SIGKILL] * 3 + [None]
+    [result] = agent.hub_results()
+    assert result["outcome"] == "failed"
+    assert "state loop: 3 agent starts found it in snapshotting" in result["reason"]
+    assert tree_state(agent.prefix) == before
+    assert agent.leftovers() == []

@@ -12,6 +12,7 @@ import trio
 
 from agent.lifecycle import State
 from agent.policy.gate import NotEligibleYet
+from agent.start_recovery import prepare_start
 from hub.database import HubDatabase
 from hub.rollout_rules import RolloutPlan
 from hub.rollouts import RolloutAction, change_rollout, start_rollout
@@ -166,3 +167,27 @@ async def test_a_snapshot_interrupted_before_a_halt_does_not_install_after_the_r
     [still] = daemon.journal.deployments()
     assert still.state in (State.SNAPSHOTTING, State.VERIFIED)  # never installed
     assert tree_state(prefix) == {}
+
+
+async def test_waiting_for_a_window_across_many_restarts_is_no_state_loop(tmp_path, nursery):
+    """Each start finding the deployment in verified is counted, but the step then ends
+    (not now: the window is closed) without the agent dying, which drops the count: only
+    starts that die in the same step, one after the other, are a loop."""
+    hub = await start_hub(tmp_path, nursery)
+    daemon, prefix = await start_agent(hub, nursery, "a0", "127.0.0.2")
+    window = WindowNotOpenYet()
+    daemon.ctx.gate = window
+    release = hub.publish("app", "2.0.0", NEW)
+    start_rollout(hub.hub_dir, release, "lab",
+                  RolloutPlan(stages=(0, 100), pilot_devices=(daemon.identity.device_id,)))
+    await daemon.cycle()
+    for _restart in range(daemon.ctx.max_boots + 3):
+        prepare_start(daemon.ctx)  # what each start of the daemon does first
+        await daemon.cycle()
+        [parked] = daemon.journal.deployments()
+        assert parked.state is State.VERIFIED, parked.reason
+    window.opened = True
+    await daemon.cycle()
+    [done] = daemon.journal.deployments()
+    assert done.state is State.COMMITTED
+    assert (prefix / "opt/app/VERSION").read_bytes() == NEW["VERSION"]
