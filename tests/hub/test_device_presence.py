@@ -62,6 +62,11 @@ async def test_a_devices_heartbeat_moves_its_last_seen_and_forged_or_replayed_on
     unknown = SignedHeartbeat.sign(Heartbeat(device_id=neighbour.device_id, issued_at=now),
                                    neighbour.private_key)
     assert (await post(hub, unknown)).status_code == 404
+    async with httpx.AsyncClient(base_url=hub.url, timeout=10) as client:
+        garbage = await client.post("/api/v1/heartbeat", content=b"{not json")
+        huge = await client.post("/api/v1/heartbeat", content=b"x" * 4096)
+    assert garbage.status_code == 400 and "heartbeat" in garbage.json()["error"]
+    assert huge.status_code == 413
     await trio.sleep(hub.server.last_seen.flush_seconds + 1)
     assert last_seen(hub, device) == OLD  # nothing refused moved it
 
