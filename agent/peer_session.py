@@ -239,8 +239,8 @@ class PeerSession:
         self._device_id = device_id
         self._torrents: dict[str, _Torrent] = {}
         self._by_handle: dict[Any, _Torrent] = {}
-        self._closing: dict[str, trio.Event] = {}
-        """Removed from the session, torrent_removed_alert not yet seen."""
+        self._closing: dict[str, Any] = {}
+        """v1 -> handle of torrents removed from the session, not yet confirmed gone."""
         self._flush_timeout = flush_timeout
         self.listen = listen
 
@@ -276,7 +276,7 @@ class PeerSession:
 
         # Added again below, checked at add. (Adding it back while libtorrent still
         # removes it would fail as a duplicate.)
-        again = recheck or (v1 not in self._torrents and v1 in self._closing)
+        again = recheck or (v1 not in self._torrents and not self._closed(v1))
         if again and not await self.remove(v1):
             raise DownloadError(f"{name}: libtorrent has not finished removing it; "
                                     "cannot add it again yet")
@@ -424,19 +424,26 @@ class PeerSession:
         torrent = self._torrents.pop(v1, None)
         if torrent is not None:
             self._by_handle.pop(torrent.handle, None)
-            self._closing.setdefault(v1, trio.Event())
+            self._closing[v1] = torrent.handle
             self._session.remove_torrent(torrent.handle)
+
+    def _closed(self, v1: str) -> bool:
+        """Whether libtorrent is done with a removed torrent: its torrent_removed_alert
+        came, or its handle no longer refers to a torrent (libtorrent keeps the torrent
+        alive until its disk jobs are over; this covers an alert lost to a full queue)."""
+        handle = self._closing.get(v1)
+        if handle is not None and not handle.is_valid():
+            del self._closing[v1]
+            handle = None
+        return handle is None
 
     async def remove(self, info_hash_v1: str, timeout: float = 30.0) -> bool:
         """Stop seeding a torrent and wait until libtorrent has closed its files (its
         torrent_removed_alert); True once it has, False if that takes over `timeout` s
         (its files may then still be in use). Its file is left where it is."""
         self._drop(info_hash_v1)
-        removed = self._closing.get(info_hash_v1)
-        if removed is None:
-            return True
         with trio.move_on_after(timeout):
-            while not removed.is_set():
+            while not self._closed(info_hash_v1):
                 await trio.sleep(_ALERT_WAIT_POLL)
                 self._drain_alerts()
             return True
@@ -451,7 +458,7 @@ class PeerSession:
     def holds_files(self) -> set[str]:
         """v1 info-hashes (hex) of the torrents whose files libtorrent may have open:
         those it holds and those removed whose removal it has not confirmed yet."""
-        return set(self._torrents) | set(self._closing)
+        return set(self._torrents) | {v1 for v1 in list(self._closing) if not self._closed(v1)}
 
     def add_peer(self, info_hash_v1: str, ip: str, port: int) -> bool:
         """Point a torrent of this session at a peer found without the tracker (site
@@ -491,9 +498,7 @@ class PeerSession:
                 )
             return
         if isinstance(alert, lt.torrent_removed_alert):
-            removed = self._closing.pop(str(alert.info_hashes.v1), None)
-            if removed is not None:
-                removed.set()
+            self._closing.pop(str(alert.info_hashes.v1), None)
         if isinstance(alert, lt.torrent_alert):
             torrent = self._by_handle.get(alert.handle)
             if torrent is not None and isinstance(alert, lt.cache_flushed_alert):

@@ -81,7 +81,11 @@ async def fetch_verified_payload(
 
 async def _discard(peers: PeerSession, info_hash_v1: str, save_dir: Path) -> None:
     if await peers.remove(info_hash_v1):
-        shutil.rmtree(save_dir, ignore_errors=True)
+        await trio.to_thread.run_sync(_remove_tree, save_dir)  # payloads can be gigabytes
     else:
         log.warning("%s: refused payload left in place: libtorrent has not closed it yet; "
                     "it is pruned once it has", save_dir)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
