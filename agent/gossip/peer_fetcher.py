@@ -75,7 +75,7 @@ class HubOrPeersFetcher(FetcherInterface):
             except tuf_errors.DownloadError as exc:
                 hub_error = exc
             self._hub_down_until = self._clock() + self._retry_hub_after
-            self.hub_error = str(hub_error) or type(hub_error).__name__
+            self.hub_error = _hub_failure(hub_error, self.hub_url)
         path = self._relative(url)
         sources = self._sources()
         if not sources:
@@ -128,6 +128,16 @@ class HubOrPeersFetcher(FetcherInterface):
         return any(
             address not in self.excluded for address in self.node.members.metadata_sources()
         )
+
+
+def _hub_failure(exc: Exception, hub_url: str) -> str:
+    """What `status` says about a hub that did not answer a fetch."""
+    if isinstance(exc, tuf_errors.DownloadHTTPError):
+        return f"the hub at {hub_url} answered HTTP {exc.status_code}"
+    if isinstance(exc, tuf_errors.SlowRetrievalError):
+        # urllib3 reports a refused connection as a timeout, so ngclient calls it slow.
+        return f"no answer from the hub at {hub_url} (connection refused or timed out)"
+    return f"cannot download from the hub at {hub_url}: {exc or type(exc).__name__}"
 
 
 async def refresh_metadata(client: MetadataClient, fetcher: HubOrPeersFetcher | None
