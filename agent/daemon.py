@@ -33,7 +33,7 @@ from agent.journal import Journal, utc_now
 from agent.lease_client import LeaseClient
 from agent.lifecycle import BEFORE_INSTALL, State
 from agent.metadata_client import MetadataClient
-from agent.peer_session import PeerSession
+from agent.on_demand_peers import OnDemandPeerSession
 from agent.policy import DeviceFacts
 from agent.policy.gate import NotEligibleYet, PolicyGate
 from agent.policy.source import PolicySource
@@ -81,13 +81,15 @@ class AgentDaemon:
                                                          dict(config.agent.labels)),
                                LeaseClient(self.hub_url, self.identity, config.hub.timeout))
         self.gate.apply(self.policy_source.cached())
-        self.peers = PeerSession(
+        # Created by the first download, dropped when there is nothing to seed.
+        self.peers = OnDemandPeerSession(
             listen=config.p2p.listen,
             upload_limit=config.p2p.upload_limit,
             download_limit=config.p2p.download_limit,
             local_discovery=config.p2p.local_discovery,
             seed_time=config.p2p.seed_time,
             device_id=self.identity.device_id,
+            on_change=lambda text: self.journal.set_status("p2p", text),
         )
         self.ctx = DeploymentContext(
             journal=self.journal,
@@ -171,12 +173,15 @@ class AgentDaemon:
         self.journal.set_status("activity", "refreshing metadata")
         fetcher = self.gossip.fetcher if self.gossip else None
         try:
+            chains_before = self.metadata.full_refreshes
             source = await refresh_metadata(self.metadata, fetcher)
         except MetadataError as exc:
             self.journal.set_status("metadata", f"refresh FAILED at {utc_now()}")
             self.hub_contact.refresh_failed(exc, fetcher.hub_error if fetcher else None)
             raise
-        self.journal.set_status("metadata", f"refreshed at {utc_now()}")
+        ran = self.metadata.full_refreshes > chains_before
+        what = "refreshed" if ran else "unchanged (the trusted timestamp)"
+        self.journal.set_status("metadata", f"{what} at {utc_now()}")
         self.hub_contact.refreshed(source)
         self.gate.apply(await trio.to_thread.run_sync(self.policy_source.refresh))
         group = self.gate.group  # the admin's signed assignment, else agent.toml's
@@ -255,14 +260,18 @@ class AgentDaemon:
         return self.journal.outbox_counts()[1]
 
     async def _outbox_loop(self) -> None:
+        """Deliver the outbox; retry every OUTBOX_RETRY_SECONDS while it holds records.
+        An empty outbox is not polled: every result is journaled by a deployment step,
+        which wakes this loop (`DeploymentContext.on_result`)."""
         while True:
             # A fresh event before reading the outbox: a result journaled while we send
             # sets it, so it goes out at once rather than after the retry delay.
             results_waiting = trio.Event()
             self.ctx.on_result = results_waiting.set
             try:
-                await self.deliver_results()
+                waiting = await self.deliver_results()
             except Exception:  # noqa: BLE001 - no hub answer may end the daemon
                 log.exception("delivering results failed unexpectedly; retried later")
-            with trio.move_on_after(OUTBOX_RETRY_SECONDS):
+                waiting = 1
+            with trio.move_on_after(OUTBOX_RETRY_SECONDS if waiting else float("inf")):
                 await results_waiting.wait()

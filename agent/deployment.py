@@ -53,7 +53,7 @@ from agent.lifecycle import (
     starts_key,
 )
 from agent.metadata_client import MetadataClient
-from agent.peer_session import PeerSession
+from agent.on_demand_peers import OnDemandPeerSession
 from agent.reboot import RebootAdapter, SystemReboot
 from agent.snapshots import (
     FileTreeSnapshot,
@@ -83,7 +83,7 @@ class DeploymentContext:
     state_dir: StateDir
     identity: DeviceIdentity
     metadata: MetadataClient
-    peers: PeerSession
+    peers: OnDemandPeerSession
     prefix: InstallPrefix
     hub_url: str
     web_seed_after: float
@@ -146,6 +146,8 @@ class DeploymentRun:
             else None,
         )
         self.ctx.crash.after_transition(new_state.value)
+        if result is not None:
+            self.ctx.on_result()  # the outbox loop sleeps until told (agent/daemon.py)
         return written
 
     @property

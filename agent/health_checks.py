@@ -20,10 +20,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Generic, TypeVar, final
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, final
 
-import httpx
-import psutil
 import trio
 
 from agent.errors import HealthCheckError
@@ -37,6 +35,9 @@ from agent.wire.release import (
     ProcessHealthCheck,
     TcpHealthCheck,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,8 @@ class HttpCheck(HealthCheckRunner[HttpHealthCheck]):
         return self.spec.url
 
     async def _attempt(self) -> str:
+        import httpx  # only when a release has an HTTP check: an idle agent has none
+
         # The attempt's own timeout bounds everything; httpx's would use another clock.
         try:
             async with (
@@ -266,6 +269,8 @@ async def run_health_checks(checks: Sequence[HealthCheck], prefix: InstallPrefix
 
 
 def _find_process(name: str) -> int | None:
+    import psutil  # only for process checks: keeps it out of an idle agent
+
     for process in psutil.process_iter(["name"]):
         if process.info.get("name") == name:
             return int(process.pid)

@@ -1,13 +1,21 @@
-"""Talking to the hub over HTTP (httpx under trio): trusted root, enrollment, results."""
+"""Talking to the hub over HTTP (httpx under trio): trusted root, enrollment, results.
+
+httpx (with what it pulls in, about 8 MiB) is imported by the first request, not with
+this module: a daemon with an empty outbox never sends one (agent/on_demand_peers.py
+says why an idle agent keeps its footprint small).
+"""
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
 
 from agent.errors import AgentError, EnrollmentError, WireFormatError
 from agent.wire.decoding import decode_json
 from agent.wire.enrollment import EnrollRequest, EnrollResponse
 from agent.wire.validation import parse_model
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class DeliveryError(AgentError):
@@ -24,9 +32,13 @@ class HubClient:
         self.timeout = timeout
 
     def _client(self) -> httpx.AsyncClient:
+        import httpx
+
         return httpx.AsyncClient(base_url=self.hub_url, timeout=self.timeout)
 
     async def fetch_initial_root(self) -> bytes:
+        import httpx
+
         try:
             async with self._client() as client:
                 response = await client.get("/metadata/1.root.json")
@@ -39,6 +51,8 @@ class HubClient:
         return response.content
 
     async def enroll(self, request: EnrollRequest) -> EnrollResponse:
+        import httpx
+
         try:
             async with self._client() as client:
                 response = await client.post(
@@ -56,6 +70,8 @@ class HubClient:
 
     async def post_result(self, body: bytes) -> bool:
         """True if the hub stored it now, False if it had it already."""
+        import httpx
+
         try:
             async with self._client() as client:
                 response = await client.post(

@@ -10,8 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-import httpx
-
 from agent.device_identity import DeviceIdentity
 from agent.errors import AgentError, WireFormatError
 from agent.wire.decoding import decode_json
@@ -53,6 +51,8 @@ class LeaseClient:
             issued_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         body = SignedLeaseRequest.sign(request, self.identity.private_key).to_bytes()
+        import httpx  # only once a lease is needed: an idle agent asks for none
+
         try:
             async with httpx.AsyncClient(base_url=self.hub_url, timeout=self.timeout) as client:
                 response = await client.post(

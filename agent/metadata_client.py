@@ -11,6 +11,15 @@ history it persisted (`metadata_dir/root_history/N.root.json`), verifying each r
 against the previous root, so rotations survive restarts while a file planted as
 `root.json` can never become the trust anchor on its own say-so.
 
+A poll costs one small request while nothing changed: when the hub's timestamp.json is
+byte for byte the one this device already trusts, and nothing trusted has expired, the
+chain (root N+1, signature checks of every role) is skipped and the last verified state
+kept (`refresh` returns False). Skipping is sound because every change to what the hub
+signs changes the snapshot, so the timestamp; equal bytes from any source (hub or a
+relaying peer) are the trusted timestamp itself. A new root published without a new
+timestamp is seen by the next full refresh, at the latest `full_refresh_every` seconds
+after the last one (and at every daemon start).
+
 Sync API (python-tuf is sync): call it through `trio.to_thread.run_sync`. Like ngclient,
 one instance is for one agent process; not for concurrent use.
 """
@@ -20,8 +29,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NoReturn
 from urllib import parse
@@ -39,6 +50,9 @@ from agent.wire.rollout import rollout_target_path
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
+_TIMESTAMP_MAX_LENGTH = 16384  # ngclient's default bound for timestamp.json
+FULL_REFRESH_EVERY = 3600.0
+"""Seconds after which a refresh runs the whole chain even if the timestamp is unchanged."""
 
 
 class _RecordingFetcher(FetcherInterface):
@@ -77,6 +91,8 @@ class MetadataClient:
         hub_url: str,
         trusted_root: bytes,
         fetcher: FetcherInterface | None = None,
+        full_refresh_every: float = FULL_REFRESH_EVERY,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         try:
             root = Metadata.from_bytes(trusted_root)
@@ -90,13 +106,22 @@ class MetadataClient:
         self._trusted_root = trusted_root
         self._fetcher = _RecordingFetcher(fetcher or Urllib3Fetcher())
         self._updater: Updater | None = None
+        self._full_refresh_every = full_refresh_every
+        self._now = now
+        self._last_full_refresh = -float("inf")
+        self.full_refreshes = 0
+        """How many times the whole chain ran (tests, benchmarks)."""
 
-    def refresh(self) -> None:
-        """Fetch and verify root → timestamp → snapshot → targets from the hub.
+    def refresh(self) -> bool:
+        """Fetch and verify root → timestamp → snapshot → targets from the hub; or,
+        if the hub's timestamp is the trusted one and nothing trusted has expired, keep
+        the last verified state. True if the chain ran, False if it was skipped.
 
-        A fresh ngclient Updater each time: an Updater refreshes only once, and each
-        refresh must start from what this device already trusts.
+        A fresh ngclient Updater for each full refresh: an Updater refreshes only once,
+        and each refresh must start from what this device already trusts.
         """
+        if self._unchanged_since_last_refresh():
+            return False
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         self._updater = None
@@ -111,6 +136,32 @@ class MetadataClient:
             )
             updater.refresh()
         self._updater = updater
+        self._last_full_refresh = time.monotonic()
+        self.full_refreshes += 1
+        return True
+
+    def _unchanged_since_last_refresh(self) -> bool:
+        """Whether the last verified state still holds: the hub serves the timestamp this
+        device trusts, byte for byte, and no role this client trusts has expired. Any
+        doubt (no state yet, a failed request, a change) means False: run the chain."""
+        updater = self._updater
+        if updater is None:
+            return False
+        if time.monotonic() - self._last_full_refresh >= self._full_refresh_every:
+            return False
+        try:
+            trusted = (self.metadata_dir / "timestamp.json").read_bytes()
+            served = self._fetcher.download_bytes(
+                f"{self.hub_url}/metadata/timestamp.json", _TIMESTAMP_MAX_LENGTH
+            )
+        except (tuf_errors.DownloadError, OSError):
+            return False
+        if served != trusted:
+            return False
+        now = self._now()
+        # ngclient's verified roles; a private attribute, so its absence means "check".
+        roles = getattr(updater, "_trusted_set", None)
+        return roles is not None and not any(role.is_expired(now) for role in roles)
 
     def release_target(self, path: str) -> TargetFile:
         """The admin-signed target at `path`. Paths under `rollouts/` are refused: only

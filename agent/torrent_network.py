@@ -1,10 +1,17 @@
-"""libtorrent network settings both the agent's session and the hub's seeder need."""
+"""libtorrent network settings both the agent's session and the hub's seeder need.
+
+libtorrent is imported only by the function that needs it: site gossip and the daemon's
+start use `split_listen`, and an idle agent must not carry libtorrent (agent/on_demand_peers.py).
+"""
 
 from __future__ import annotations
 
-import libtorrent as lt
+from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    import libtorrent as lt
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -19,6 +26,7 @@ def split_listen(listen: str) -> tuple[str, int]:
 def all_peers_global_filter() -> lt.ip_filter:
     """A peer-class filter putting every IPv4 and IPv6 address in the global class, so
     rate limits apply to LAN and loopback peers too (libtorrent's default exempts them)."""
+    import libtorrent as lt
     global_class = 1 << lt.session.global_peer_class_id
     f = lt.ip_filter()
     f.add_rule("0.0.0.0", "255.255.255.255", global_class)  # noqa: S104 - a range, not a bind

@@ -18,13 +18,17 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 from tuf.api.metadata import TargetFile
 
 from agent.errors import PayloadVerificationError
 from agent.metadata_client import MetadataClient
-from agent.peer_session import DownloadResult, PeerSession
+from agent.on_demand_peers import OnDemandPeerSession
+
+if TYPE_CHECKING:
+    from agent.peer_session import DownloadResult
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ PAYLOAD_RECHECKS = 2
 
 
 async def fetch_verified_payload(
-    peers: PeerSession,
+    peers: OnDemandPeerSession,
     metadata: MetadataClient,
     target: TargetFile,
     torrent: bytes,
@@ -79,7 +83,7 @@ async def fetch_verified_payload(
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
-async def _discard(peers: PeerSession, info_hash_v1: str, save_dir: Path) -> None:
+async def _discard(peers: OnDemandPeerSession, info_hash_v1: str, save_dir: Path) -> None:
     if await peers.remove(info_hash_v1):
         await trio.to_thread.run_sync(_remove_tree, save_dir)  # payloads can be gigabytes
     else:

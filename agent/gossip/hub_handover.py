@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from agent.errors import WireFormatError
 from agent.gossip.store import GossipStore
 from agent.wire.decoding import decode_json
 from agent.wire.gossip import MAX_RELAYED_RESULTS, BatchAnswer, MissingAnswer, RecordKey
 from agent.wire.validation import ModelT, parse_model
+
+if TYPE_CHECKING:  # a name of its own, so mypy finds a body that uses httpx unimported
+    import httpx as httpx_types
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ async def hand_over(store: GossipStore, hub_url: str, timeout: float) -> Handove
     pending = store.not_handed_over(limit=4 * MAX_RELAYED_RESULTS)
     if not pending:
         return outcome
+    import httpx  # only with something to hand over: an idle agent has nothing
+
     by_key = {(record.origin, record.key): record for record in pending}
     keys = [RecordKey(device_id=origin, record_id=key) for origin, key in by_key]
     async with httpx.AsyncClient(base_url=hub_url.rstrip("/"), timeout=timeout) as client:
@@ -77,7 +81,9 @@ def _parse(model: type[ModelT], answer: object) -> ModelT:
         raise HubUnreachableError(str(exc)) from None
 
 
-async def _post(client: httpx.AsyncClient, path: str, body: object) -> object:
+async def _post(client: httpx_types.AsyncClient, path: str, body: object) -> object:
+    import httpx
+
     try:
         response = await client.post(path, json=body)
     except httpx.HTTPError as exc:

@@ -35,7 +35,7 @@ from agent.gossip.site_members import SiteMembers
 from agent.gossip.store import GossipStore
 from agent.gossip.tls import DeviceCertificates, SiteCredentials
 from agent.journal import Journal
-from agent.peer_session import PeerSession
+from agent.on_demand_peers import OnDemandPeerSession
 from agent.state_dir import StateDir
 from agent.torrent_network import split_listen
 from agent.wire.gossip import INVENTORY_KEY, Inventory
@@ -101,7 +101,8 @@ class SiteGossip:
         return cls(node, fetcher, config, journal, hub_url, state)
 
     async def run(
-        self, peers: PeerSession, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self, peers: OnDemandPeerSession, *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         host, port = split_listen(self.listen)
         async with trio.open_nursery() as nursery:
@@ -142,7 +143,7 @@ class SiteGossip:
         if current is None or current.body != inventory:
             self.node.publish("inventory", INVENTORY_KEY, inventory)
 
-    def feed_swarms(self, peers: PeerSession) -> None:
+    def feed_swarms(self, peers: OnDemandPeerSession) -> None:
         for info_hash in peers.seeding():
             for ip, port in self.node.members.p2p_endpoints():
                 if (info_hash, ip, port) not in self._fed and peers.add_peer(info_hash, ip, port):

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -330,3 +331,83 @@ def test_a_rotated_root_is_kept_across_restarts(hub: Hub, tmp_path: Path) -> Non
 def test_invalid_enrollment_root_is_a_metadata_error(hub: Hub, tmp_path: Path) -> None:
     with pytest.raises(MetadataError, match="not TUF metadata"):
         _client(hub, tmp_path, root=b"not json")
+
+
+@pytest.fixture
+def requests_seen(served: str) -> list[str]:
+    """Paths the served hub was asked for, in order (from its access log)."""
+    seen: list[str] = []
+    original = _QuietHandler.log_message
+
+    def record(self: SimpleHTTPRequestHandler, format: str, *args: object) -> None:
+        seen.append(self.path)
+
+    _QuietHandler.log_message = record  # type: ignore[method-assign]
+    yield seen
+    _QuietHandler.log_message = original  # type: ignore[method-assign]
+
+
+def test_unchanged_timestamp_skips_the_chain(
+    hub: Hub, tmp_path: Path, requests_seen: list[str]
+) -> None:
+    client = _client(hub, tmp_path)
+    assert client.refresh() is True
+    assert client.rollout_document("canary") == b'{"group":"canary"}'
+    requests_seen.clear()
+
+    assert client.refresh() is False
+    assert requests_seen == ["/metadata/timestamp.json"], "no root N+1, snapshot or targets"
+    assert client.full_refreshes == 1
+    assert client.release_target(RELEASE).custom == CUSTOM, "the verified state is kept"
+    assert client.rollout_document("canary") == b'{"group":"canary"}'
+
+
+def test_changed_timestamp_runs_the_chain_and_sees_the_change(
+    hub: Hub, tmp_path: Path, requests_seen: list[str]
+) -> None:
+    client = _client(hub, tmp_path)
+    client.refresh()
+    hub.repo.set_rollout_document("rollouts/canary.json", b'{"group":"canary","v":2}')
+    requests_seen.clear()
+
+    assert client.refresh() is True
+    assert "/metadata/2.root.json" in requests_seen
+    assert client.full_refreshes == 2
+    assert client.rollout_document("canary") == b'{"group":"canary","v":2}'
+
+
+def test_unchanged_timestamp_that_expired_is_refused_as_a_freeze(
+    hub_dir: HubDir, served: str, tmp_path: Path
+) -> None:
+    """Skipping must not hide a freeze: a hub that keeps serving the trusted timestamp
+    past its expiry gets the chain run again, which refuses it."""
+    almost_a_day_ago = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=2)
+    repo = HubRepository.initialize(hub_dir, now=lambda: almost_a_day_ago)
+    client = MetadataClient(tmp_path / "m", tmp_path / "t", served, repo.root_bytes())
+    client.refresh()
+    time.sleep(2.5)
+    with pytest.raises(MetadataError, match="timestamp metadata expired"):
+        client.refresh()
+
+
+def test_unchanged_timestamp_runs_the_chain_after_full_refresh_every(
+    hub: Hub, tmp_path: Path, requests_seen: list[str]
+) -> None:
+    """A root published without a new timestamp is still found, within that bound."""
+    client = MetadataClient(tmp_path / "m", tmp_path / "t", hub.url, hub.repo.root_bytes(),
+                            full_refresh_every=0)
+    client.refresh()
+    requests_seen.clear()
+    assert client.refresh() is True
+    assert "/metadata/2.root.json" in requests_seen
+
+
+def test_unreachable_hub_after_a_refresh_is_still_a_metadata_error(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """A failed probe is no reason to skip: the chain runs and reports the hub."""
+    client = _client(hub, tmp_path)
+    client.refresh()
+    client.hub_url = "http://127.0.0.1:9"
+    with pytest.raises(MetadataError, match="cannot connect to the hub"):
+        client.refresh()
