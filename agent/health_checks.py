@@ -36,8 +36,8 @@ from agent.wire.release import (
     TcpHealthCheck,
 )
 
-if TYPE_CHECKING:
-    import httpx
+if TYPE_CHECKING:  # a name of its own, so mypy finds a body that uses httpx unimported
+    import httpx as httpx_types
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ def _describe_os_error(exc: OSError) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _describe_http_error(exc: httpx.HTTPError) -> str:
+def _describe_http_error(exc: httpx_types.HTTPError) -> str:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, OSError):

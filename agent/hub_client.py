@@ -14,8 +14,8 @@ from agent.wire.decoding import decode_json
 from agent.wire.enrollment import EnrollRequest, EnrollResponse
 from agent.wire.validation import parse_model
 
-if TYPE_CHECKING:
-    import httpx
+if TYPE_CHECKING:  # a name of its own, so mypy finds a body that uses httpx unimported
+    import httpx as httpx_types
 
 
 class DeliveryError(AgentError):
@@ -31,7 +31,7 @@ class HubClient:
         self.hub_url = hub_url.rstrip("/")
         self.timeout = timeout
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self) -> httpx_types.AsyncClient:
         import httpx
 
         return httpx.AsyncClient(base_url=self.hub_url, timeout=self.timeout)
@@ -86,7 +86,7 @@ class HubClient:
         raise DeliveryError(f"hub answered HTTP {response.status_code}: {_error_text(response)}")
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: httpx_types.Response) -> str:
     try:
         answer = decode_json(response.content, "hub answer")
     except WireFormatError:

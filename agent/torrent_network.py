@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
 
-if TYPE_CHECKING:
-    import libtorrent as lt
+if TYPE_CHECKING:  # a name of its own, so mypy finds a body that uses `lt` unimported
+    import libtorrent
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -23,7 +23,7 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def all_peers_global_filter() -> lt.ip_filter:
+def all_peers_global_filter() -> libtorrent.ip_filter:
     """A peer-class filter putting every IPv4 and IPv6 address in the global class, so
     rate limits apply to LAN and loopback peers too (libtorrent's default exempts them)."""
     import libtorrent as lt
@@ -36,7 +36,7 @@ def all_peers_global_filter() -> lt.ip_filter:
 
 def load_torrent_without_sources(
     torrent_bytes: bytes,
-) -> tuple[lt.add_torrent_params, lt.torrent_info]:
+) -> tuple[libtorrent.add_torrent_params, libtorrent.torrent_info]:
     """Add-torrent parameters for `torrent_bytes`, and its torrent_info, with the
     torrent's own trackers
     (`announce`, `announce-list`) and web seeds (BEP 19 `url-list`, BEP 17 `httpseeds`)
@@ -50,6 +50,8 @@ def load_torrent_without_sources(
     info-hashes are the same either way. Raises RuntimeError (libtorrent's) if the bytes
     are not a valid torrent.
     """
+    import libtorrent as lt
+
     params = lt.load_torrent_buffer(torrent_bytes)
     if params.ti is None:  # a magnet-style buffer without an info dict
         raise RuntimeError("the torrent has no info dict")
