@@ -1,7 +1,9 @@
 """Drive one deployment through the lifecycle, one journaled state at a time.
 
-Each state has one step: it performs the state's action and journals the next state.
-Because a state is journaled before its action runs, a daemon restarted after a crash
+Each state has one step: it performs the state's action and says how it ended
+(`StepEnd`); the runner alone journals the next state `lifecycle.NEXT_STATE` names for
+that ending, and only then runs the next step, so a state is on disk before its action
+by structure (journal before act). A daemon restarted after a crash
 knows exactly what may have been in flight and continues from where
 `lifecycle.resume_state` says: an interrupted snapshot is taken again, an interrupted
 install is run again (idempotent installers) or reverted, a reboot that happened leads
@@ -28,7 +30,7 @@ from tuf.api.metadata import TargetFile
 from agent.crash_points import CrashPoints, crash_points
 from agent.deployment_files import deployment_key, finish_cleanup
 from agent.deployment_gate import AlwaysAllow, DeploymentGate
-from agent.deployment_result import OUTCOME_OF, signed_result
+from agent.deployment_result import signed_result
 from agent.deployment_supersede import superseded_reason
 from agent.device_identity import DeviceIdentity
 from agent.disk_space import SpaceNeed, check_free_space, tree_bytes
@@ -46,9 +48,12 @@ from agent.journal import Deployment, Journal
 from agent.lifecycle import (
     BEFORE_INSTALL,
     LOOP_COUNTED,
+    NEXT_STATE,
+    REPORTS,
     TERMINAL,
     ResumeFacts,
     State,
+    StepOutcome,
     resume_state,
     starts_key,
 )
@@ -73,6 +78,20 @@ log = logging.getLogger(__name__)
 class RetryLater(Exception):
     """The deployment cannot progress now (no peers, hub unreachable, no room, blocked);
     nothing changed on the device."""
+
+
+@dataclass(frozen=True)
+class StepEnd:
+    """What a step reports; the runner journals `lifecycle.NEXT_STATE[state][outcome]`
+    with `reason` and `detail`, and only then does the next step act."""
+
+    outcome: StepOutcome
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    not_ready: bool = False
+    """Send a not-ready result with the transition."""
+    retry_later: str = ""
+    """Once journaled, stop here for now (RetryLater with this text)."""
 
 
 @dataclass
@@ -131,7 +150,7 @@ class DeploymentRun:
         detail[f"at_{new_state.value}"] = time.time()
         result = None
         if new_state in TERMINAL or not_ready:
-            outcome = Outcome.NOT_READY if not_ready else OUTCOME_OF[new_state]
+            outcome = Outcome.NOT_READY if not_ready else REPORTS[new_state]
             result = signed_result(self.ctx.identity, self.deployment, self.info, outcome,
                                    reason, detail, new_state)
         # Called on the trio thread on purpose: one connection, strictly ordered writes.
@@ -183,7 +202,7 @@ class DeploymentRun:
         self._target = TargetFile.from_dict(dict(signed), self.release)
         self._info = ReleaseInfo.from_custom(self._target.custom, self.release)
         state = await self._resume()
-        steps: dict[State, Callable[[], Awaitable[State]]] = {
+        steps: dict[State, Callable[[], Awaitable[StepEnd]]] = {
             State.PENDING: self._pending,
             State.SCHEDULED: self._scheduled,
             State.DOWNLOADING: self._downloading,
@@ -195,17 +214,20 @@ class DeploymentRun:
             State.REVERTING: self._reverting,
         }
         while state not in TERMINAL:
-            if state in BEFORE_INSTALL and await self._superseded():
-                state = State.SUPERSEDED
-                continue
-            self.ctx.on_activity(f"{state.value} {self.release}")
-            ran = state
-            try:
-                state = await steps[state]()
-            except RetryLater:
-                self._step_ended(ran)
-                raise
-            self._step_ended(ran)
+            if state in BEFORE_INSTALL and (refusal := self._superseded()):
+                end = StepEnd(StepOutcome.SUPERSEDED, refusal)
+            else:
+                self.ctx.on_activity(f"{state.value} {self.release}")
+                try:
+                    end = await steps[state]()
+                finally:  # ended, or raised, without the agent dying
+                    self._step_ended(state)
+            # The only place a step's next state is journaled: before the next step acts.
+            following = NEXT_STATE[state][end.outcome]
+            await self._journal(following, end.reason, not_ready=end.not_ready, **end.detail)
+            if end.retry_later:
+                raise RetryLater(end.retry_later)
+            state = following
         self.ctx.on_result()
         await self.ctx.gate.finished(self.release)
         # Drop the snapshot and work files unless an admin may need them (rerun at start
@@ -249,28 +271,27 @@ class DeploymentRun:
             self.ctx.crash.after_resume(self.release, state.value)
         return state
 
-    async def _superseded(self) -> bool:
+    def _superseded(self) -> str:
         """The downgrade check, before every step up to installing: what is installed may
         have changed since the deployment was created (a newer release committed while
-        this one waited). If this release would now replace a newer or equal version, end
-        it superseded, nothing changed (agent/deployment_supersede.py)."""
+        this one waited). If this release would now replace a newer or equal version, why
+        it ends superseded, nothing changed (agent/deployment_supersede.py); else ""."""
         manifest = self.info.manifest
         refusal = manifest.refuses_to_replace(self.ctx.journal.installed_version(manifest.name))
         if refusal is None:
-            return False
+            return ""
         log.warning("%s: %s", self.release, superseded_reason(refusal))
-        await self._journal(State.SUPERSEDED, superseded_reason(refusal))
-        return True
+        return superseded_reason(refusal)
 
-    async def _pending(self) -> State:
-        await self._journal(State.SCHEDULED)
-        return State.SCHEDULED
+    # the steps: each acts for its state and says how it ended -----------------------
 
-    async def _scheduled(self) -> State:
-        await self._journal(State.DOWNLOADING)
-        return State.DOWNLOADING
+    async def _pending(self) -> StepEnd:
+        return StepEnd(StepOutcome.DONE)
 
-    async def _downloading(self) -> State:
+    async def _scheduled(self) -> StepEnd:
+        return StepEnd(StepOutcome.DONE)
+
+    async def _downloading(self) -> StepEnd:
         assert self._target is not None
         try:
             torrent = await trio.to_thread.run_sync(
@@ -289,20 +310,17 @@ class DeploymentRun:
                 timeout=self.ctx.download_timeout,
             )
         except PayloadVerificationError as exc:  # rechecked; its files are gone or pruned
-            await self._journal(State.FAILED, f"payload refused: {exc}")
-            return State.FAILED
+            return StepEnd(StepOutcome.REFUSED, f"payload refused: {exc}")
         except (DownloadError, MetadataError) as exc:
-            await self._journal(State.SCHEDULED, f"download postponed: {exc}")
-            raise RetryLater(str(exc)) from None
-        await self._journal(
-            State.VERIFIED,
-            payload=str(downloaded.path),
-            bytes_from_peers=downloaded.from_peers,
-            bytes_from_hub=downloaded.from_hub,  # web seed + hub seeder
-        )
-        return State.VERIFIED
+            return StepEnd(StepOutcome.POSTPONED, f"download postponed: {exc}",
+                           retry_later=str(exc))
+        return StepEnd(StepOutcome.DONE, detail={
+            "payload": str(downloaded.path),
+            "bytes_from_peers": downloaded.from_peers,
+            "bytes_from_hub": downloaded.from_hub,  # web seed + hub seeder
+        })
 
-    async def _verified(self) -> State:
+    async def _verified(self) -> StepEnd:
         blocking = self.ctx.journal.blocking()
         if blocking:
             raise RetryLater(
@@ -311,10 +329,9 @@ class DeploymentRun:
                 "`meisitong-agent clear`"
             )
         await self.ctx.gate.wait_for_install(self.release, self.info)
-        await self._journal(State.SNAPSHOTTING)
-        return State.SNAPSHOTTING
+        return StepEnd(StepOutcome.DONE)
 
-    async def _snapshotting(self) -> State:
+    async def _snapshotting(self) -> StepEnd:
         installer, payload = self.installer, self.payload
         try:
             paths = await trio.to_thread.run_sync(installer.planned_paths, payload, self.ctx.prefix)
@@ -322,31 +339,26 @@ class DeploymentRun:
             await trio.to_thread.run_sync(self._check_space, installer, payload, paths, backend)
         except DiskSpaceError as exc:
             first = not self.deployment.detail.get("not_ready_reported")
-            await self._journal(State.VERIFIED, f"not ready: {exc}", not_ready=first,
-                                not_ready_reported=True)
-            raise RetryLater(str(exc)) from None
+            return StepEnd(StepOutcome.NOT_READY, f"not ready: {exc}", not_ready=first,
+                           detail={"not_ready_reported": True}, retry_later=str(exc))
         except AgentError as exc:
-            await self._journal(State.FAILED, f"payload refused, nothing changed: {exc}")
-            return State.FAILED
+            return StepEnd(StepOutcome.REFUSED, f"payload refused, nothing changed: {exc}")
         except OSError as exc:  # what is on the device cannot be measured (ELOOP, EIO, …)
-            await self._journal(State.FAILED, f"snapshot not possible, nothing changed: {exc}")
-            return State.FAILED
+            return StepEnd(StepOutcome.REFUSED, f"snapshot not possible, nothing changed: {exc}")
         try:
             # A partial one from a crash; large deletions run off the event loop.
             await trio.to_thread.run_sync(_remove_tree, self.snapshot_store)
             manifest = await trio.to_thread.run_sync(backend.take, paths, self.snapshot_store)
         except (AgentError, OSError) as exc:
             await trio.to_thread.run_sync(_remove_tree, self.snapshot_store)
-            await self._journal(State.FAILED, f"snapshot failed, nothing changed: {exc}")
-            return State.FAILED
-        if await self._superseded():  # the last moment before the device changes
+            return StepEnd(StepOutcome.REFUSED, f"snapshot failed, nothing changed: {exc}")
+        if refusal := self._superseded():  # the last moment before the device changes
             try:
                 await trio.to_thread.run_sync(backend.discard, manifest)
             except AgentError as exc:
                 log.warning("%s: snapshot not discarded: %s", self.release, exc)
-            return State.SUPERSEDED
-        await self._journal(State.INSTALLING, snapshot=manifest.to_json())
-        return State.INSTALLING
+            return StepEnd(StepOutcome.SUPERSEDED, refusal)
+        return StepEnd(StepOutcome.DONE, detail={"snapshot": manifest.to_json()})
 
     def _install_root(self) -> Path | None:
         spec = self.info.manifest.install
@@ -360,19 +372,16 @@ class DeploymentRun:
             needs.append(SpaceNeed(self.snapshot_store, tree_bytes(paths), "snapshot"))
         check_free_space(needs, self.ctx.free_space_reserve)
 
-    async def _installing(self) -> State:
+    async def _installing(self) -> StepEnd:
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             await self.installer.install(self.payload, self.ctx.prefix, self.workdir)
         except (AgentError, OSError) as exc:
-            await self._journal(State.REVERTING, failure=self._install_failure(exc))
-            return State.REVERTING
+            return StepEnd(StepOutcome.FAILED, detail={"failure": self._install_failure(exc)})
         if self.info.manifest.reboot:
-            await self._journal(State.REBOOTING, "the release needs a reboot",
-                                boot_id=self.ctx.reboot.boot_id())
-            return State.REBOOTING
-        await self._journal(State.CHECKING)
-        return State.CHECKING
+            return StepEnd(StepOutcome.NEEDS_REBOOT, "the release needs a reboot",
+                           detail={"boot_id": self.ctx.reboot.boot_id()})
+        return StepEnd(StepOutcome.DONE)
 
     def _install_failure(self, exc: Exception) -> str:
         assert self._target is not None
@@ -385,22 +394,21 @@ class DeploymentRun:
             return f"install failed: the payload {payload} vanished or shrank during install: {exc}"
         return f"install failed: {exc}"
 
-    async def _rebooting(self) -> State:
+    async def _rebooting(self) -> StepEnd:
         """Entered once installed with a reboot wanted, or again after a start in the
         same boot: ask policy, then reboot. The next start sees a new boot id."""
         await self.ctx.gate.wait_for_reboot(self.release, self.info)
         await self.ctx.reboot.reboot(self.release)
         raise RetryLater("reboot requested")  # only reached by adapters that return
 
-    async def _checking(self) -> State:
+    async def _checking(self) -> StepEnd:
         report = await run_health_checks(self.info.manifest.health, self.ctx.prefix)
         if not report.passed:
-            await self._journal(State.REVERTING, failure=f"health check failed: {report.summary()}")
-            return State.REVERTING
-        await self._journal(State.COMMITTED, report.summary())
-        return State.COMMITTED
+            return StepEnd(StepOutcome.FAILED,
+                           detail={"failure": f"health check failed: {report.summary()}"})
+        return StepEnd(StepOutcome.DONE, report.summary())
 
-    async def _reverting(self) -> State:
+    async def _reverting(self) -> StepEnd:
         installer = self.installer
         failure = str(self.deployment.detail.get("failure", "interrupted"))
         try:
@@ -416,10 +424,8 @@ class DeploymentRun:
         except (AgentError, OSError) as exc:  # an OSError no installer or check wrapped
             log.error("%s: REVERT FAILED: %s", self.release, exc)
             self.ctx.journal.set_status("alert", f"revert of {self.release} failed: {exc}")
-            await self._journal(State.REVERT_FAILED, f"{failure}; revert failed: {exc}")
-            return State.REVERT_FAILED
-        await self._journal(State.REVERTED, f"{failure}; reverted ({checked})")
-        return State.REVERTED
+            return StepEnd(StepOutcome.FAILED, f"{failure}; revert failed: {exc}")
+        return StepEnd(StepOutcome.DONE, f"{failure}; reverted ({checked})")
 
     async def _verify_revert(
         self, installer: Installer, backend: SnapshotBackend, manifest: SnapshotManifest

@@ -14,14 +14,6 @@ from agent.lifecycle import State
 from agent.wire.release import ReleaseInfo
 from agent.wire.result import Outcome, ResultRecord, SignedResult
 
-OUTCOME_OF: dict[State, Outcome] = {
-    State.COMMITTED: Outcome.INSTALLED,
-    State.REVERTED: Outcome.REVERTED,
-    State.REVERT_FAILED: Outcome.REVERT_FAILED,
-    State.FAILED: Outcome.FAILED,
-    State.SUPERSEDED: Outcome.SUPERSEDED,
-}
-
 
 def signed_result(
     identity: DeviceIdentity,

@@ -1,8 +1,11 @@
 """The states of one deployment on a device and the transitions allowed between them.
 
-This table is the whole lifecycle: the journal refuses any transition not listed, and
-recovery after a crash is a function of the last journaled state and a few journaled
-facts (see `resume_state`): nothing here touches the disk or the network.
+This module is the whole lifecycle: the allowed transitions (the journal refuses any
+other), which state comes next for each way a step ends (`NEXT_STATE`, what the runner
+in agent/deployment.py journals), the sets derived from them (before any change,
+changes the device, terminal, boot-counted), the outcome each final state reports, and
+recovery after a crash as a function of the last journaled state and a few journaled
+facts (`resume_state`). Nothing here touches the disk or the network.
 
     pending → scheduled → downloading → verified → snapshotting → installing
         → [rebooting] → checking → committed
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from agent.wire.result import Outcome
 
 
 class State(StrEnum):
@@ -57,21 +62,83 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.SUPERSEDED: frozenset(),
 }
 
+class StepOutcome(StrEnum):
+    """How a state's step ended; the runner journals the state `NEXT_STATE` names for it.
+
+    (Waits that change nothing — policy says not now, installs are blocked, the reboot was
+    requested — are no outcome: the step raises `RetryLater` and the state stays.)"""
+
+    DONE = "done"
+    NEEDS_REBOOT = "needs-reboot"
+    """Installed; the release asks for a reboot before its checks."""
+    POSTPONED = "postponed"
+    """The download could not finish now (no peers, hub unreachable); nothing changed."""
+    NOT_READY = "not-ready"
+    """Not enough room to snapshot and install; nothing changed, retried later."""
+    REFUSED = "refused"
+    """Before the install: the payload or the device makes it impossible; nothing changed."""
+    FAILED = "failed"
+    """After the device changed: the install or checks failed (revert); in reverting:
+    the revert failed or could not be verified."""
+    SUPERSEDED = "superseded"
+    """Before the install: a newer version of the name is installed now."""
+
+
+Out = StepOutcome
+NEXT_STATE: dict[State, dict[StepOutcome, State]] = {
+    S.PENDING: {Out.DONE: S.SCHEDULED, Out.SUPERSEDED: S.SUPERSEDED},
+    S.SCHEDULED: {Out.DONE: S.DOWNLOADING, Out.SUPERSEDED: S.SUPERSEDED},
+    S.DOWNLOADING: {Out.DONE: S.VERIFIED, Out.POSTPONED: S.SCHEDULED, Out.REFUSED: S.FAILED,
+                    Out.SUPERSEDED: S.SUPERSEDED},
+    S.VERIFIED: {Out.DONE: S.SNAPSHOTTING, Out.SUPERSEDED: S.SUPERSEDED},
+    S.SNAPSHOTTING: {Out.DONE: S.INSTALLING, Out.NOT_READY: S.VERIFIED, Out.REFUSED: S.FAILED,
+                     Out.SUPERSEDED: S.SUPERSEDED},
+    S.INSTALLING: {Out.DONE: S.CHECKING, Out.NEEDS_REBOOT: S.REBOOTING, Out.FAILED: S.REVERTING},
+    # The step asks for the reboot; the next start goes on (`resume_state`: rebooted).
+    S.REBOOTING: {},
+    S.CHECKING: {Out.DONE: S.COMMITTED, Out.FAILED: S.REVERTING},
+    S.REVERTING: {Out.DONE: S.REVERTED, Out.FAILED: S.REVERT_FAILED},
+}
+"""Which state comes next for each way a state's step can end (as Mender's state machine
+declares its transitions per event). Every entry is an allowed transition; the others in
+TRANSITIONS are recovery's (`resume_state`)."""
+
 TERMINAL: frozenset[State] = frozenset(s for s, nexts in TRANSITIONS.items() if not nexts)
 
-BEFORE_INSTALL: frozenset[State] = frozenset(
-    {S.PENDING, S.SCHEDULED, S.DOWNLOADING, S.VERIFIED, S.SNAPSHOTTING}
-)
+FIRST_CHANGE = S.INSTALLING
+"""The first state whose step changes the device."""
+
+
+def _reachable(start: State) -> frozenset[State]:
+    seen, pending = {start}, [start]
+    while pending:
+        for following in TRANSITIONS[pending.pop()]:
+            if following not in seen:
+                seen.add(following)
+                pending.append(following)
+    return frozenset(seen)
+
+
+CHANGES_DEVICE: frozenset[State] = _reachable(FIRST_CHANGE) - TERMINAL
+"""States in which the device may differ from its snapshot (every unfinished state from
+the install on): a crash here must finish, check or revert, hub or no hub."""
+
+BEFORE_INSTALL: frozenset[State] = frozenset(TRANSITIONS) - CHANGES_DEVICE - TERMINAL
 """States in which nothing on the device has changed yet: the downgrade check
 (`ReleaseManifest.refuses_to_replace`) holds before each of their steps, a deployment
 in one of them is superseded when a newer version of its name commits, and the daemon
 lets one go on only while the refreshed signed rollout still says so (a halt or pause
 signed meanwhile keeps it waiting, even if a crash cut its snapshot short)."""
 
-CHANGES_DEVICE: frozenset[State] = frozenset(
-    {S.INSTALLING, S.REBOOTING, S.CHECKING, S.REVERTING}
-)
-"""States in which the device may differ from its snapshot: a crash here must revert."""
+REPORTS: dict[State, Outcome] = {
+    S.COMMITTED: Outcome.INSTALLED,
+    S.REVERTED: Outcome.REVERTED,
+    S.REVERT_FAILED: Outcome.REVERT_FAILED,
+    S.FAILED: Outcome.FAILED,
+    S.SUPERSEDED: Outcome.SUPERSEDED,
+}
+"""The outcome each final state reports to the hub (a not-ready report is sent from
+verified, not from a final state)."""
 
 RECOVERY: dict[State, State] = {
     S.PENDING: S.PENDING,
@@ -88,9 +155,12 @@ RECOVERY: dict[State, State] = {
 """Where an interrupted deployment resumes when nothing else is known (the conservative
 answer); `resume_state` refines it with what the journal knows."""
 
-BOOT_COUNTED: frozenset[State] = frozenset({S.INSTALLING, S.REBOOTING, S.CHECKING})
-"""States in which every agent start is counted: a release that keeps the device (or the
-agent) from getting through its checks is reverted after `max_boots` starts."""
+BOOT_COUNTED: frozenset[State] = frozenset(
+    s for s in CHANGES_DEVICE if S.COMMITTED in _reachable(s)
+)
+"""States between the install and the commit (reverting is not): every agent start is
+counted in them, and a release that keeps the device (or the agent) from getting
+through its checks is reverted after `max_boots` starts."""
 
 LOOP_COUNTED: frozenset[State] = BEFORE_INSTALL
 """States in which every agent start is counted per state (`starts_key`), as Mender's

@@ -12,7 +12,19 @@ from agent.config import AgentConfig
 from agent.crash_points import CrashPoints
 from agent.errors import ConfigError
 from agent.journal import Journal
-from agent.lifecycle import TRANSITIONS, ResumeFacts, State, resume_state
+from agent.lifecycle import (
+    BEFORE_INSTALL,
+    BOOT_COUNTED,
+    CHANGES_DEVICE,
+    NEXT_STATE,
+    REPORTS,
+    TERMINAL,
+    TRANSITIONS,
+    ResumeFacts,
+    State,
+    StepOutcome,
+    resume_state,
+)
 
 S = State
 
@@ -120,3 +132,30 @@ def test_lifecycle_settings_are_validated_and_shipped_with_safe_defaults(tmp_pat
     with pytest.raises(ConfigError, match=r"lifecycle\.reboot") as error:
         AgentConfig.load(bad)
     assert "lifecycle.max_boots" in str(error.value)
+
+
+def test_every_state_is_in_exactly_one_set_and_every_declared_next_state_is_allowed():
+    for state in State:
+        sets = [name for name, members in (("before install", BEFORE_INSTALL),
+                                           ("changes the device", CHANGES_DEVICE),
+                                           ("terminal", TERMINAL)) if state in members]
+        assert len(sets) == 1, (state, sets)
+        assert (state in REPORTS) == (state in TERMINAL), state
+        assert (state in NEXT_STATE) == (state not in TERMINAL), state
+    for state, nexts in NEXT_STATE.items():
+        for outcome, following in nexts.items():
+            assert following in TRANSITIONS[state], (state, outcome, following)
+    assert BOOT_COUNTED < CHANGES_DEVICE and S.REVERTING not in BOOT_COUNTED
+    # Readable as the lifecycle says it: the derived sets are these.
+    before = {S.PENDING, S.SCHEDULED, S.DOWNLOADING, S.VERIFIED, S.SNAPSHOTTING}
+    assert before == BEFORE_INSTALL
+    assert {S.INSTALLING, S.REBOOTING, S.CHECKING, S.REVERTING} == CHANGES_DEVICE
+    assert {S.INSTALLING, S.REBOOTING, S.CHECKING} == BOOT_COUNTED
+
+
+def test_nothing_before_the_install_leads_to_a_revert_and_nothing_after_it_to_failed():
+    for state in BEFORE_INSTALL:
+        assert NEXT_STATE[state][StepOutcome.SUPERSEDED] is S.SUPERSEDED
+        assert S.REVERTING not in NEXT_STATE[state].values(), state
+    for state in CHANGES_DEVICE:
+        assert not {S.FAILED, S.SUPERSEDED} & set(NEXT_STATE[state].values()), state
