@@ -42,11 +42,12 @@ js-tools: system-tools
 	fi
 
 demo: $(STAMP)
-	$(BIN)/python -m hub.demo_fleet
+	$(BIN)/python -m tests.demo_fleet
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent hub tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: $(STAMP) system-tools js-tools lint
 	$(BIN)/pytest -q

@@ -6,28 +6,17 @@ configuration it started with.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from agent.errors import ConfigError
+from agent.listen_address import host_port
 from agent.wire.decoding import decode_toml
 from agent.wire.validation import NAME_PATTERN, StrictModel, parse_model
 
 DEFAULT_CONFIG_FILE = Path("/etc/meisitong/agent.toml")
-
-
-def _host_port(value: str, key: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{key} must be IP:PORT, got {value!r}")
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        raise ValueError(f"{key}: {host!r} is not an IP address") from None
-    return value
 
 
 class AgentSection(StrictModel):
@@ -69,7 +58,7 @@ class P2PSection(StrictModel):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        return _host_port(value, "listen")
+        return host_port(value, "listen")
 
 
 class GossipSection(StrictModel):
@@ -86,12 +75,12 @@ class GossipSection(StrictModel):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        return _host_port(value, "listen") if value else value
+        return host_port(value, "listen") if value else value
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[str]) -> list[str]:
-        return [_host_port(seed, "seeds") for seed in value]
+        return [host_port(seed, "seeds") for seed in value]
 
 
 class LifecycleSection(StrictModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import socket
 from collections.abc import Iterator
 
@@ -50,3 +51,16 @@ def bound_tcp_socket(address: str, setting: str) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def host_port(value: str, key: str) -> str:
+    """`value` if it is IP:PORT (the form every listen setting takes), else ValueError
+    naming `key`: raised inside config validation, so the error names the file too."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{key} must be IP:PORT, got {value!r}")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise ValueError(f"{key}: {host!r} is not an IP address") from None
+    return value

@@ -7,7 +7,7 @@ What it guarantees:
   carries what the swarm cannot. A swarm that is slow but moving is left alone: on a
   branch office the web seed would only compete for the same WAN link.
 - Announces name the device (`device=` in the tracker URL), so the hub's tracker can
-  answer with peers of the device's own site (hub/site_peers.py). Peer exchange (PEX) is
+  answer with peers of the device's own site (hub/swarm/site_peers.py). Peer exchange (PEX) is
   off: the tracker decides who talks to whom, and in particular which few agents of a
   site learn the hub seeder's address. Local service discovery, when on, adds LAN peers,
   which are of the same site by construction.
@@ -63,7 +63,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import libtorrent as lt
 import trio
@@ -75,13 +75,10 @@ from agent.torrent_network import (
     split_listen,
     tracker_settings,
 )
+from agent.wire.peer_ids import AGENT_PEER_ID_PREFIX, HUB_PEER_ID_PREFIX, with_query_parameter
 
 log = logging.getLogger(__name__)
 
-HUB_PEER_ID_PREFIX = b"-MH0001-"
-"""The hub seeder's peer-id prefix (its libtorrent `peer_fingerprint`); agents use
-AGENT_PEER_ID_PREFIX. Self-declared, so it only sorts statistics, never trust."""
-AGENT_PEER_ID_PREFIX = b"-MA0001-"
 
 _POLL = 0.2
 _REAP_EVERY = 1.0
@@ -177,12 +174,6 @@ async def _web_seed_endpoints(url: str) -> set[tuple[str, int]]:
                     url, host, exc)
         return set()
     return {(str(info[4][0]), port) for info in infos}
-
-
-def with_query_parameter(url: str, name: str, value: str) -> str:
-    """`url` with `name=value` appended to its query. libtorrent appends its announce
-    parameters with '&' to a URL that already has a '?', so ours survive."""
-    return f"{url}{'&' if '?' in url else '?'}{quote(name)}={quote(value, safe='')}"
 
 
 class PeerSession:

@@ -43,10 +43,10 @@ def load_torrent_without_sources(
     dropped.
 
     The hub writes its tracker and web seed into every .torrent for standard BitTorrent
-    clients (hub/torrent_maker.py). Meisitong's own sessions must not use them as they
+    clients (hub/swarm/torrent_maker.py). Meisitong's own sessions must not use them as they
     stand: an agent announces with its device id and adds the web seed only once the swarm
     has stalled for `web_seed_after` seconds (agent/peer_session.py), and the hub's seeder
-    announces with its secret (hub/seeder.py). They sit outside the info dict, so the
+    announces with its secret (hub/swarm/seeder.py). They sit outside the info dict, so the
     info-hashes are the same either way. Raises RuntimeError (libtorrent's) if the bytes
     are not a valid torrent.
     """

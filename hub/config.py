@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from agent.config import _host_port
+from agent.listen_address import host_port
 from agent.wire.decoding import decode_toml
 from agent.wire.validation import StrictModel, parse_model
 from hub.errors import HubConfigError
@@ -21,7 +21,7 @@ class ServerSection(StrictModel):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        return _host_port(value, "listen")
+        return host_port(value, "listen")
 
 
 class SeedingSection(StrictModel):
@@ -31,14 +31,14 @@ class SeedingSection(StrictModel):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        return _host_port(value, "listen")
+        return host_port(value, "listen")
 
 
 class TrackerSection(StrictModel):
     interval: int = Field(default=30, ge=5, le=3600)
     hub_peers_per_site: int = Field(
         default=1, ge=1, le=64,
-        description="agents per site the hub's seeder trades with (hub/site_peers.py)",
+        description="agents per site the hub's seeder trades with (hub/swarm/site_peers.py)",
     )
 
 

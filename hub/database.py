@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.sqlite_durable import immediate_transaction, open_durable
-from hub.results_identity import RESULTS_INDEX, RESULTS_TABLE, upgrade_results_table
+from hub.devices.results_identity import RESULTS_INDEX, RESULTS_TABLE, upgrade_results_table
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (

@@ -9,12 +9,12 @@ from typing import Any
 
 from agent.atomic_file import write_atomic, write_private
 from hub.database import HubDatabase
-from hub.enrollment import create_token
+from hub.devices.enrollment import create_token
 from hub.errors import HubConfigError
 from hub.hub_dir import HubDir
-from hub.offline_record import DEFAULT_TARGETS_EXPIRY_DAYS, check_targets_expiry_days
-from hub.token_anchor import pinned_root_sha256
-from hub.tuf_repository import HubRepository, RepositoryExpiry
+from hub.repository.offline_record import DEFAULT_TARGETS_EXPIRY_DAYS, check_targets_expiry_days
+from hub.repository.token_anchor import pinned_root_sha256
+from hub.repository.tuf_repository import HubRepository, RepositoryExpiry
 
 
 def render_hub_toml(listen: str, public_url: str, seed_listen: str) -> bytes:
@@ -30,7 +30,7 @@ def initialize_hub(
     targets_expiry_days: int = DEFAULT_TARGETS_EXPIRY_DAYS, actor: str = "init",
 ) -> dict[str, Any]:
     """Also writes offline.toml beside the offline keys: the root v1 hash tokens pin and
-    the targets expiry (hub/offline_record.py)."""
+    the targets expiry (hub/repository/offline_record.py)."""
     from hub.config import HubConfig
 
     check_targets_expiry_days(targets_expiry_days, "--targets-expiry-days")

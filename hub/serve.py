@@ -1,13 +1,14 @@
 """`meisitong-hub serve`: one process that serves HTTP, seeds payloads and keeps the
 online metadata fresh.
 
-At start it links any target missing at its consistent-snapshot path (hub/target_files.py).
+At start it links any target missing at its consistent-snapshot path
+(hub/repository/target_files.py).
 Tasks, all in one nursery: the HTTP server (Hypercorn's trio worker), the libtorrent
 seeder, a loop that starts seeding releases published while the server runs, a loop that
 re-signs the timestamp before it expires, a loop that records how many payload bytes
 left the hub (seeder and web seed) so `status` can show it, the rollout controller
-(hub/rollout_runner.py), which advances and halts rollouts as results arrive, and the
-writer of devices' last-seen times from their heartbeats (hub/device_presence.py).
+(hub/rollouts/runner.py), which advances and halts rollouts as results arrive, and the
+writer of devices' last-seen times from their heartbeats (hub/devices/presence.py).
 """
 
 from __future__ import annotations
@@ -22,20 +23,20 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from agent.instance_lock import hold_directory
 from agent.listen_address import bound_tcp_socket
+from hub.api.web_app import CountingFiles, make_app
 from hub.config import HubConfig
 from hub.database import HubDatabase
-from hub.device_presence import LastSeenBatch, heartbeat_routes
+from hub.devices.presence import LastSeenBatch, heartbeat_routes
 from hub.errors import RepositoryError
 from hub.hub_dir import HubDir
-from hub.published_releases import PublishedReleases
-from hub.rollout_runner import RolloutRuleRunner
-from hub.seeder import HubSeeder
-from hub.site_peers import DeviceSites, SitePeerSelector
-from hub.target_files import repair_target_files
-from hub.tracker import Swarms
-from hub.tracker_http import tracker_routes
-from hub.tuf_repository import HubRepository
-from hub.web_app import CountingFiles, make_app
+from hub.releases.published_releases import PublishedReleases
+from hub.repository.target_files import repair_target_files
+from hub.repository.tuf_repository import HubRepository
+from hub.rollouts.runner import RolloutRuleRunner
+from hub.swarm.seeder import HubSeeder
+from hub.swarm.site_peers import DeviceSites, SitePeerSelector
+from hub.swarm.tracker import Swarms
+from hub.swarm.tracker_http import tracker_routes
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class HubServer:
 
     async def _repair_target_files(self) -> None:
         """Hubs published before payloads were linked under /targets/ get them now, so
-        standard TUF clients find every target (hub/target_files.py)."""
+        standard TUF clients find every target (hub/repository/target_files.py)."""
         try:
             made = await trio.to_thread.run_sync(repair_target_files, self.hub_dir)
         except (OSError, RepositoryError) as exc:

@@ -23,8 +23,8 @@ from hub.config import HubConfig
 from hub.database import HubDatabase
 from hub.hub_dir import HubDir
 from hub.hub_init import initialize_hub
-from hub.publisher import publish_release
-from hub.rollouts import start_rollout
+from hub.releases.publisher import publish_release
+from hub.rollouts.changes import start_rollout
 from hub.serve import HubServer
 
 

@@ -35,6 +35,7 @@ from agent.gossip.site_members import SiteMembers
 from agent.gossip.store import GossipStore
 from agent.gossip.tls import DeviceCertificates, SiteCredentials
 from agent.journal import Journal
+from agent.listen_address import ListenAddressError
 from agent.on_demand_peers import OnDemandPeerSession
 from agent.state_dir import StateDir
 from agent.torrent_network import split_listen
@@ -110,6 +111,8 @@ class SiteGossip:
                 await nursery.start(self.node.serve, host, port)
                 log.info("site gossip on %s (site %s, %d member(s) known)", self.listen,
                          self.node.members.site, len(self.node.members))
+            except ListenAddressError as exc:  # a taken port costs gossip, not the daemon
+                log.error("site gossip: %s; it only dials out", exc)
             except OSError as exc:
                 log.error("site gossip cannot listen on %s (%s); it only dials out",
                           self.listen, exc.strerror or exc)

@@ -21,7 +21,7 @@ from agent.gossip.store import GossipStore
 from agent.gossip.tls import DeviceCertificates, SiteCredentials
 from agent.wire.gossip import INVENTORY_KEY, Inventory
 from agent.wire.result import Outcome, ResultRecord, SignedResult
-from hub.certificate_authority import DeviceCertificateAuthority
+from hub.devices.certificate_authority import DeviceCertificateAuthority
 
 
 def device_files(

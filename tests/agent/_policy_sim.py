@@ -24,7 +24,7 @@ from agent.policy.source import PolicyUpdate
 from agent.wire.lease import LeaseAnswer, LeaseRequest
 from agent.wire.release import ReleaseInfo, ReleaseManifest, TorrentRef
 from hub.database import HubDatabase
-from hub.leases import acquire_lease, release_lease
+from hub.policy.leases import acquire_lease, release_lease
 
 
 def release_info(name: str = "demo-app", version: str = "1.0", severity: str = "moderate",
@@ -50,7 +50,7 @@ def update(policy_text: str, group: str = "office") -> PolicyUpdate:
 
 
 class StoreLeases:
-    """LeaseService over hub/leases.py's store, in-process, on the simulated clock."""
+    """LeaseService over hub/policy/leases.py's store, in-process, on the simulated clock."""
 
     def __init__(self, database: Path, device_id: str, budget: Disruption | None,
                  clock: WallClock) -> None:

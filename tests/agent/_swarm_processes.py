@@ -33,10 +33,10 @@ from starlette.staticfiles import StaticFiles
 
 from agent.errors import DownloadError
 from agent.peer_session import PeerSession
-from hub.published_releases import PublishedReleases
-from hub.seeder import HubSeeder
-from hub.tracker import Swarms
-from hub.tracker_http import tracker_routes
+from hub.releases.published_releases import PublishedReleases
+from hub.swarm.seeder import HubSeeder
+from hub.swarm.tracker import Swarms
+from hub.swarm.tracker_http import tracker_routes
 
 
 async def run_hub(args: argparse.Namespace) -> None:

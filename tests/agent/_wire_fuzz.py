@@ -54,8 +54,8 @@ from agent.wire.release import ReleaseInfo, ReleaseManifest
 from agent.wire.result import Outcome, ResultRecord, SignedResult
 from agent.wire.rollout import GroupRollouts, RolloutEntry
 from agent.wire.validation import parse_json_model
-from hub.certificate_authority import DeviceCertificateAuthority
 from hub.config import HubConfig
+from hub.devices.certificate_authority import DeviceCertificateAuthority
 from hub.errors import HubConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from agent.peer_session import PeerSession
 from hub.config import TrackerSection
-from hub.seeder import HubSeeder
+from hub.swarm.seeder import HubSeeder
 from tests.fleet import free_port
 
 

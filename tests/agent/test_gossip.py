@@ -13,7 +13,7 @@ from agent.gossip.relay_files import TrustedFiles
 from agent.gossip.site_members import SiteMembers
 from agent.wire.gossip import GossipRecord, Inventory
 from agent.wire.result import Outcome
-from hub.certificate_authority import DeviceCertificateAuthority
+from hub.devices.certificate_authority import DeviceCertificateAuthority
 from tests.agent._gossip_site import SimulatedSite, make_node, signed_result
 
 RECORD_ID = "6a0c8c6e-8a4e-4b38-9d1e-2a9a3f9c0001"

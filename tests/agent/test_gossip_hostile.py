@@ -17,7 +17,10 @@ from agent.gossip.node import GossipNode, NodeIdentity
 from agent.gossip.tls import SiteCredentials
 from agent.wire.gossip import INVENTORY_KEY, Inventory
 from agent.wire.result import Outcome
-from hub.certificate_authority import DEVICE_CERTIFICATE_LIFETIME, DeviceCertificateAuthority
+from hub.devices.certificate_authority import (
+    DEVICE_CERTIFICATE_LIFETIME,
+    DeviceCertificateAuthority,
+)
 from tests.agent._gossip_site import SimulatedSite, make_node, signed_result
 
 DEEP = b"[" * 200_000 + b"]" * 200_000

@@ -12,7 +12,7 @@ import trio
 
 from agent.wire.result import Outcome, SignedResult
 from agent.wire.rollout import GroupRollouts, RolloutEntry
-from hub.tuf_repository import HubRepository
+from hub.repository.tuf_repository import HubRepository
 from tests.agent.test_gossip_hub import FILES, HEALTH, result_of, serve_gossip
 from tests.fleet import start_agent, start_hub
 

@@ -26,8 +26,8 @@ from tuf.api.serialization.json import JSONSerializer
 from agent.errors import MetadataError, PayloadVerificationError, TargetNotFoundError
 from agent.metadata_client import MetadataClient
 from hub.hub_dir import HubDir
-from hub.signing_keys import KeyStore
-from hub.tuf_repository import HubRepository, ReleaseTargetEntry
+from hub.repository.signing_keys import KeyStore
+from hub.repository.tuf_repository import HubRepository, ReleaseTargetEntry
 
 RELEASE = "releases/app/1.0/app.tar"
 TORRENT = "releases/app/1.0/app.tar.torrent"

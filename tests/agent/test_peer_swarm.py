@@ -22,7 +22,7 @@ import trio
 
 from agent.errors import DownloadError
 from agent.peer_session import PeerSession
-from hub.torrent_maker import make_hybrid_torrent
+from hub.swarm.torrent_maker import make_hybrid_torrent
 
 REPO = Path(__file__).resolve().parents[2]
 HELPER = Path(__file__).with_name("_swarm_processes.py")
@@ -281,7 +281,7 @@ def test_payload_torrent_is_hybrid_bare_and_deterministic(tmp_path):
 
     import libtorrent as lt
 
-    from hub.torrent_maker import hash_file
+    from hub.swarm.torrent_maker import hash_file
 
     payload = tmp_path / "p.bin"
     payload.write_bytes(os.urandom(3 * MiB + 5))

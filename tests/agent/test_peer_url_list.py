@@ -23,8 +23,8 @@ from starlette.routing import Route
 
 from agent.errors import DownloadError
 from agent.peer_session import PeerSession
-from hub.seeder import HubSeeder
-from hub.torrent_maker import make_hybrid_torrent
+from hub.swarm.seeder import HubSeeder
+from hub.swarm.torrent_maker import make_hybrid_torrent
 from tests.fleet import free_port
 
 pytestmark = pytest.mark.slow

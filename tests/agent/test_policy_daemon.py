@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from agent.cli import main as agent_main
 from agent.lifecycle import State
 from hub.hub_dir import HubDir
-from hub.policies import assign_group, set_policy
-from hub.tuf_repository import HubRepository, ReleaseTargetEntry
+from hub.policy.policies import assign_group, set_policy
+from hub.repository.tuf_repository import HubRepository, ReleaseTargetEntry
 from tests.fleet import start_agent, start_hub
 
 

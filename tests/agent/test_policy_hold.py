@@ -23,9 +23,9 @@ from agent.policy.clock import TrioWallClock, sleep_until
 from agent.policy.gate import NotEligibleYet
 from agent.policy.hold import PolicyHold
 from hub.hub_dir import HubDir
-from hub.policies import assign_group, set_policy
-from hub.rollouts import start_rollout
-from hub.tuf_repository import HubRepository, ReleaseTargetEntry
+from hub.policy.policies import assign_group, set_policy
+from hub.repository.tuf_repository import HubRepository, ReleaseTargetEntry
+from hub.rollouts.changes import start_rollout
 from tests.agent._policy_sim import new_gate, release_info, update
 from tests.fleet import ServedHub, start_agent, start_hub
 

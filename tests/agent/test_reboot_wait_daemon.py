@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import trio
 
 from agent.lifecycle import State
-from hub.policies import set_policy
+from hub.policy.policies import set_policy
 from tests.fleet import start_agent, start_hub
 
 

@@ -30,7 +30,7 @@ from agent.target_size_caps import (
 )
 from hub.errors import RepositoryError
 from hub.hub_dir import HubDir
-from hub.tuf_repository import HubRepository, ReleaseTargetEntry
+from hub.repository.tuf_repository import HubRepository, ReleaseTargetEntry
 
 
 class _RecordingHandler(SimpleHTTPRequestHandler):
@@ -48,7 +48,8 @@ class _RecordingHandler(SimpleHTTPRequestHandler):
 def attackers_signer(monkeypatch: pytest.MonkeyPatch) -> None:
     """The hub refuses to sign oversized targets (tested below); an attacker's own
     signing code holding the same keys does not, so the agent-side tests turn it off."""
-    monkeypatch.setattr("hub.tuf_repository._refuse_oversized", lambda path, length: None)
+    monkeypatch.setattr("hub.repository.tuf_repository._refuse_oversized",
+                        lambda path, length: None)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import trio
 from click.testing import CliRunner
 
 from agent.cli import main as agent_main
-from hub.offline_record import OfflineRecord
-from hub.tuf_repository import HubRepository
+from hub.repository.offline_record import OfflineRecord
+from hub.repository.tuf_repository import HubRepository
 from tests.fleet import start_agent, start_hub
 
 

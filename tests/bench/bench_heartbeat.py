@@ -1,4 +1,4 @@
-"""What a fleet's heartbeats cost the hub (hub/device_presence.py), per heartbeat.
+"""What a fleet's heartbeats cost the hub (hub/devices/presence.py), per heartbeat.
 
 Baseline: recording each heartbeat as it comes, one transaction (one fsync) per device,
 as `HubDatabase.touch_device` does. Measured: what the hub does instead, the device's
@@ -19,7 +19,7 @@ import trio
 from agent.device_identity import DeviceIdentity
 from agent.wire.heartbeat import Heartbeat, SignedHeartbeat
 from hub.database import HubDatabase
-from hub.device_presence import LastSeenBatch
+from hub.devices.presence import LastSeenBatch
 
 DEVICES = 300
 

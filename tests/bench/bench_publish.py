@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hub.hub_dir import HubDir
 from hub.hub_init import initialize_hub
-from hub.publisher import publish_release
+from hub.releases.publisher import publish_release
 
 SIZE_MIB = 256
 ROUNDS = 3

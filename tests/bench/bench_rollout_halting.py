@@ -24,7 +24,7 @@ from pathlib import Path
 import trio
 from trio.testing import MockClock
 
-from hub.rollout_rules import HaltTest
+from hub.rollouts.rules import HaltTest
 from tests.sim.fleet_simulation import FleetOutcome, FleetSpec, simulate
 
 BAD_RATES = (0.05, 0.10, 0.30, 1.0)

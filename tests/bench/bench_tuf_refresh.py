@@ -20,7 +20,7 @@ import urllib3
 from agent.metadata_client import MetadataClient
 from hub.hub_dir import HubDir
 from hub.hub_init import initialize_hub
-from hub.tuf_repository import HubRepository
+from hub.repository.tuf_repository import HubRepository
 
 ROUNDS = 30
 

@@ -31,7 +31,7 @@ from agent.reboot import RESTART_EXIT_CODE
 from hub.config import HubConfig
 from hub.hub_dir import HubDir
 from hub.hub_init import initialize_hub
-from hub.publisher import publish_release
+from hub.releases.publisher import publish_release
 from hub.serve import HubServer
 from tests.fleet import ServedHub, free_port, sha256
 
@@ -49,7 +49,7 @@ async def start_hub_published(
 ) -> tuple[ServedHub, T]:
     """tests.fleet.start_hub, with `prepare` (publish, start rollouts) run before the
     server starts: the hub seeds what exists at start before its stats loop runs, which
-    avoids a race in hub/seeder.py (stats() iterates the torrents from a worker thread
+    avoids a race in hub/swarm/seeder.py (stats() iterates the torrents from a worker thread
     while a new release is being added)."""
     hub_dir = HubDir(workdir / "hub")
     port = free_port("127.0.0.1")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.demo_fleet import BIN_AGENT, BIN_HUB, Fleet, _reachable, free_port, wait_for
+from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, reachable, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def test_status_says_since_when_the_hub_is_unreachable_and_that_peers_served_met
                       "--seed-listen", f"{HUB}:{free_port(HUB)}")
         token = (fleet.hub_dir / "enrollment-token").read_text().strip()
         fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: _reachable(HUB, hub_port), 30, "the hub to listen")
+        wait_for(lambda: reachable(HUB, hub_port), 30, "the hub to listen")
         for name, address in AGENTS.items():
             home = tmp_path / name
             (home / "root").mkdir(parents=True)

@@ -19,7 +19,7 @@ import trio
 from agent.health_checks import run_health_checks
 from agent.install_prefix import InstallPrefix
 from agent.wire.release import ReleaseManifest
-from hub.rollouts import start_rollout
+from hub.rollouts.changes import start_rollout
 from tests.agent._tree_state import tree_state
 from tests.e2e._crash_harness import (
     Agent,

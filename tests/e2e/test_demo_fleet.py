@@ -1,17 +1,29 @@
-"""The README's demo, end to end: a hub and three agents as separate processes on
-127.0.0.1-4, real TUF metadata, real libtorrent peers, real HTTP. Two endpoints install
-the release; the third fails its health check, reverts, and is byte-identical to before.
+"""The README's demo, end to end, run as the README runs it (`python -m tests.demo_fleet`,
+which `make demo` calls): a hub and three agents as separate processes on 127.0.0.1-4,
+real TUF metadata, real libtorrent peers, real HTTP. Two endpoints install the release;
+the third fails its health check, reverts, and is byte-identical to before.
 """
 
-import pytest
+import json
+import subprocess
+import sys
+from pathlib import Path
 
-from hub.demo_fleet import run_demo
+import pytest
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_fleet_installs_on_two_and_reverts_the_broken_one_byte_identically(tmp_path):
-    summary = run_demo(tmp_path, payload_mib=16, timeout=180)
+    summary_file = tmp_path / "summary.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.demo_fleet", "--payload-mib", "16", "--timeout", "180",
+         "--summary-json", str(summary_file)],
+        capture_output=True, text=True, timeout=400, cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "demo: OK" in done.stdout
+    summary = json.loads(summary_file.read_text())
     outcomes = {name: agent["outcome"] for name, agent in summary["agents"].items()}
     assert outcomes == {
         "endpoint-1": "installed",

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub.demo_fleet import BIN_AGENT, BIN_HUB, Fleet, _reachable, free_port, wait_for
 from tests.fleet import tar_bytes
+from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, reachable, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def test_an_idle_devices_last_seen_advances_and_plan_counts_it(tmp_path):
                       "--seed-listen", f"{HUB}:{free_port(HUB)}")
         token = (fleet.hub_dir / "enrollment-token").read_text().strip()
         fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: _reachable(HUB, hub_port), 30, "the hub to listen")
+        wait_for(lambda: reachable(HUB, hub_port), 30, "the hub to listen")
         home = tmp_path / "agent"
         (home / "root").mkdir(parents=True)
         config = home / "agent.toml"

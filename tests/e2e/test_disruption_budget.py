@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.demo_fleet import BIN_AGENT, BIN_HUB, Fleet, _reachable, free_port, wait_for
+from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, reachable, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,7 @@ def test_one_device_at_a_time_and_a_dead_holders_lease_is_reclaimed(tmp_path):
                       "--seed-listen", f"{HUB}:{free_port(HUB)}")
         token = (fleet.hub_dir / "enrollment-token").read_text().strip()
         fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: _reachable(HUB, port), 30, "the hub to listen")
+        wait_for(lambda: reachable(HUB, port), 30, "the hub to listen")
         homes = []
         for number, address in enumerate(AGENTS, start=1):
             home = tmp_path / f"node-{number}"

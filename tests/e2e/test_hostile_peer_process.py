@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from agent.reboot import RESTART_EXIT_CODE
-from hub.rollouts import start_rollout
+from hub.rollouts.changes import start_rollout
 from tests.e2e._crash_harness import (
     Agent,
     command_check,

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.demo_fleet import BIN_AGENT, BIN_HUB, Fleet, _reachable, free_port, wait_for
 from tests.fleet import sha256, tar_bytes
+from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, reachable, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ def test_hub_down_mid_rollout_site_carries_on_and_every_result_arrives_exactly_o
                       "--seed-listen", f"{HUB}:{free_port(HUB)}")
         token = (fleet.hub_dir / "enrollment-token").read_text().strip()
         fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: _reachable(HUB, hub_port), 30, "the hub to listen")
+        wait_for(lambda: reachable(HUB, hub_port), 30, "the hub to listen")
         for name, address in AGENTS.items():
             home = homes[name] = tmp_path / name
             (home / "root").mkdir(parents=True)
@@ -118,7 +118,7 @@ def test_hub_down_mid_rollout_site_carries_on_and_every_result_arrives_exactly_o
 
         # 2. Hub down; C and D start: metadata and payload from their peers.
         stop(fleet, "hub")
-        assert not _reachable(HUB, hub_port)
+        assert not reachable(HUB, hub_port)
         for name in ("c", "d"):
             fleet.start(name, BIN_AGENT, "run", "--config", str(configs[name]))
         for name in ("c", "d"):
@@ -133,7 +133,7 @@ def test_hub_down_mid_rollout_site_carries_on_and_every_result_arrives_exactly_o
 
         # 4. Hub back: everything arrives, once.
         fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: _reachable(HUB, hub_port), 30, "the hub to listen again")
+        wait_for(lambda: reachable(HUB, hub_port), 30, "the hub to listen again")
         wait_for(lambda: len(hub_rows(fleet)) == 4, 90, "every result at the hub")
         fleet.start("c", BIN_AGENT, "run", "--config", str(configs["c"]))
         for name in AGENTS:

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from hub.database import HubDatabase
-from hub.status_report import status_report
+from hub.releases.status_report import status_report
 from tests.fleet import start_agent, start_hub
 
 pytestmark = pytest.mark.slow

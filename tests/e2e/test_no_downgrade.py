@@ -23,8 +23,8 @@ import pytest
 import trio
 
 from agent.lifecycle import State
-from hub.policies import set_policy
-from hub.rollouts import start_rollout
+from hub.policy.policies import set_policy
+from hub.rollouts.changes import start_rollout
 from tests.e2e._crash_harness import Agent, run_until, start_hub_published
 from tests.fleet import start_agent, start_hub
 

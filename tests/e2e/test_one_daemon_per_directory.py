@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.demo_fleet import BIN_AGENT, BIN_HUB, Fleet, _reachable, free_port, wait_for
 from tests.fleet import sha256, tar_bytes
+from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, reachable, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def started_hub(tmp_path: Path) -> tuple[Fleet, int]:
     fleet.command(BIN_HUB, "init", "--listen", f"{HUB}:{hub_port}",
                   "--seed-listen", f"{HUB}:{free_port(HUB)}")
     fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-    wait_for(lambda: _reachable(HUB, hub_port), 30, "the hub to listen")
+    wait_for(lambda: reachable(HUB, hub_port), 30, "the hub to listen")
     return fleet, hub_port
 
 
@@ -67,12 +67,12 @@ def test_second_hub_serve_on_one_directory_is_refused_naming_the_running_pid(tmp
         assert second.returncode == 1
         assert f"already running here (PID {first.pid})" in second.stderr
         assert "Traceback" not in second.stderr
-        assert first.poll() is None and _reachable(HUB, hub_port)
+        assert first.poll() is None and reachable(HUB, hub_port)
 
         # The lock dies with its holder: after kill -9 the next serve starts.
         kill_hard(first)
         fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: _reachable(HUB, hub_port), 30, "a new hub after kill -9")
+        wait_for(lambda: reachable(HUB, hub_port), 30, "a new hub after kill -9")
     finally:
         fleet.stop_all()
 
@@ -100,13 +100,19 @@ def test_second_agent_run_is_refused_and_leaves_the_first_ones_seeded_payload_an
     home = tmp_path / "agent"
     (home / "root").mkdir(parents=True)
     config = home / "agent.toml"
+    gossip_port = free_port(AGENT)
     config.write_text(
         f'[agent]\nstate_dir = "{home / "state"}"\nname = "a"\ngroup = "lab"\n'
         f'install_prefix = "{home / "root"}"\npoll_interval = 1\n'
         f'[p2p]\nlisten = "{AGENT}:{free_port(AGENT)}"\nlocal_discovery = false\n'
         "web_seed_after = 2\nseed_time = 600\ndownload_timeout = 120\n"
-        f'[gossip]\nlisten = "{AGENT}:{free_port(AGENT)}"\n'
+        f'[gossip]\nlisten = "{AGENT}:{gossip_port}"\n'
     )
+    # Its gossip port is taken all along: that costs gossip (it only dials out), never
+    # the daemon, and the log names the address and setting.
+    squatter = socket.socket()
+    squatter.bind((AGENT, gossip_port))
+    squatter.listen()
     try:
         token = (fleet.hub_dir / "enrollment-token").read_text().strip()
         fleet.command(BIN_AGENT, "enroll", "--config", str(config), "--hub", fleet.hub_url,
@@ -145,7 +151,10 @@ def test_second_agent_run_is_refused_and_leaves_the_first_ones_seeded_payload_an
         fleet.start("agent", BIN_AGENT, "run", "--config", str(config))
         wait_for(lambda: f"pid {fleet.processes['agent'].pid}" in status()["status"]["daemon"],
                  30, "a new agent after kill -9")
+        log = (tmp_path / "agent.log").read_text()
+        assert f"cannot listen on {AGENT}:{gossip_port} ([gossip] listen in agent.toml)" in log
     finally:
+        squatter.close()
         fleet.stop_all()
 
 

@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from agent.reboot import RESTART_EXIT_CODE
-from hub.rollouts import start_rollout
+from hub.rollouts.changes import start_rollout
 from tests.agent._tree_state import tree_state
 from tests.e2e._crash_harness import (
     Agent,

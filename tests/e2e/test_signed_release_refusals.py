@@ -12,7 +12,7 @@ import pytest
 from agent.errors import EnrollmentError, MetadataError
 from agent.lifecycle import State
 from hub.errors import PublishError
-from hub.tuf_repository import HubRepository
+from hub.repository.tuf_repository import HubRepository
 from tests.fleet import sha256, start_agent, start_hub, tree_state
 
 FILES = {"VERSION": b"1.0.0", "bin/app": b"#!/bin/sh\necho app\n"}
@@ -110,7 +110,7 @@ async def test_unsafe_archive_in_a_signed_release_is_refused_before_anything_cha
     daemon, prefix = await start_agent(hub, nursery, "a1", "127.0.0.2")
     # The publisher refuses such archives (tested below); bypass it to play an admin
     # whose build pipeline signed a hostile payload: the endpoint must refuse it alone.
-    monkeypatch.setattr("hub.publisher._check_payload_fits_install", lambda *a: None)
+    monkeypatch.setattr("hub.releases.publisher._check_payload_fits_install", lambda *a: None)
     hub.rollout(hub.publish("app", "1.0.0", {"../../escaped": b"x", "VERSION": b"1"}))
     await daemon.cycle()
     [deployment] = daemon.journal.deployments()

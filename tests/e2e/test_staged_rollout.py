@@ -14,8 +14,8 @@ from agent.lifecycle import State
 from agent.policy.gate import NotEligibleYet
 from agent.start_recovery import prepare_start
 from hub.database import HubDatabase
-from hub.rollout_rules import RolloutPlan
-from hub.rollouts import RolloutAction, change_rollout, start_rollout
+from hub.rollouts.changes import RolloutAction, change_rollout, start_rollout
+from hub.rollouts.rules import RolloutPlan
 from tests.fleet import sha256, start_agent, start_hub, tree_state
 
 OLD = {"VERSION": b"1.0.0", "bin/app": b"#!/bin/sh\necho old\n"}

@@ -39,10 +39,10 @@ from typing import Any
 import libtorrent as lt
 import pytest
 
-from hub.demo_fleet import BIN_HUB, Fleet, _reachable, free_port, wait_for
-from hub.metadata_signing import load_state
-from hub.torrent_maker import make_hybrid_torrent
+from hub.repository.metadata_signing import load_state
+from hub.swarm.torrent_maker import make_hybrid_torrent
 from tests.e2e import _qbittorrent
+from tests.processes import BIN_HUB, Fleet, free_port, reachable, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
         fleet.command(BIN_HUB, "init", "--listen", f"{HUB}:{port}",
                       "--seed-listen", f"{HUB}:{free_port(HUB)}")
         fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: _reachable(HUB, port), 30, "the hub to listen")
+        wait_for(lambda: reachable(HUB, port), 30, "the hub to listen")
         yield Hub(fleet, fleet.hub_url)
     finally:
         fleet.stop_all()

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.wire.result import Outcome
-from hub.cli import main
+from hub.cli.main import main
 from hub.errors import UnknownDeviceError
 from tests.fleet import tar_bytes
 from tests.hub.test_rollout_cli import RELEASE, enroll, report

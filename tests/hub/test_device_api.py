@@ -12,10 +12,10 @@ from hypercorn.trio import serve
 from agent.device_identity import DeviceIdentity
 from agent.wire.enrollment import EnrollRequest
 from agent.wire.result import Outcome, ResultRecord, SignedResult
+from hub.api.web_app import make_app
 from hub.database import HubDatabase
-from hub.enrollment import create_token
+from hub.devices.enrollment import create_token
 from hub.hub_dir import HubDir
-from hub.web_app import make_app
 
 
 @pytest.fixture

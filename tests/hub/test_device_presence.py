@@ -1,6 +1,6 @@
 """Heartbeats over real HTTP to a served hub: only an accepted device's own, recent,
 never-replayed heartbeat moves its last-seen time, and the times reach the database in
-batches (hub/device_presence.py)."""
+batches (hub/devices/presence.py)."""
 
 from __future__ import annotations
 

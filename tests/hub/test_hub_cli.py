@@ -6,7 +6,7 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from hub.cli import main
+from hub.cli.main import main
 from tests.fleet import tar_bytes
 
 RELEASE = """name = "tool"

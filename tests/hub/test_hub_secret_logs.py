@@ -8,7 +8,7 @@ import logging
 
 import trio
 
-from hub.seeder import redact
+from hub.swarm.seeder import redact
 from tests.fleet import start_hub
 
 

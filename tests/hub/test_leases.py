@@ -14,8 +14,8 @@ from agent.lease_client import LeaseClient, LeaseUnavailableError
 from agent.policy.model import Disruption
 from agent.wire.lease import LeaseRequest, SignedLeaseRequest
 from hub.database import HubDatabase
-from hub.leases import acquire_lease, handle_lease_request, held_leases, release_lease
-from hub.policies import set_policy
+from hub.policy.leases import acquire_lease, handle_lease_request, held_leases, release_lease
+from hub.policy.policies import set_policy
 from tests.fleet import start_agent, start_hub
 
 T0 = datetime(2024, 6, 3, 12, tzinfo=UTC)

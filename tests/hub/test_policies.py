@@ -10,11 +10,11 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from hub.cli import main
+from hub.cli.main import main
 from hub.database import HubDatabase
 from hub.errors import RepositoryError
 from hub.hub_dir import HubDir
-from hub.tuf_repository import HubRepository
+from hub.repository.tuf_repository import HubRepository
 
 GOOD = """timezone = "Europe/Berlin"
 [[windows]]

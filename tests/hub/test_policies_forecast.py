@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from agent.policy import DeviceFacts, Policy, ReleaseFacts
 from agent.policy.clock import TrioWallClock
 from agent.wire.release import Severity
-from hub.cli import main
+from hub.cli.main import main
 from hub.database import HubDatabase
-from hub.forecast import THRESHOLDS, FleetDevice, GroupForecast, forecast_group
+from hub.policy.forecast import THRESHOLDS, FleetDevice, GroupForecast, forecast_group
 from tests.agent._policy_sim import StoreLeases, new_gate, release_info, run_device
 from tests.fleet import ServedHub
 
@@ -122,8 +122,8 @@ def test_plan_counts_results_already_in_pilots_and_every_later_stage(tmp_path):
     results in 'not done', pilots 'never', and everyone past the current stage 'never'."""
     from agent.rollout_selection import rollout_bucket
     from hub.hub_dir import HubDir
-    from hub.rollout_rules import RolloutPlan, RolloutRules
-    from hub.rollouts import start_rollout
+    from hub.rollouts.changes import start_rollout
+    from hub.rollouts.rules import RolloutPlan, RolloutRules
 
     hub_dir = tmp_path / "hub"
     assert CliRunner().invoke(main, ["init", "--dir", str(hub_dir)]).exit_code == 0
@@ -165,8 +165,8 @@ def test_plan_counts_results_already_in_pilots_and_every_later_stage(tmp_path):
 
 def test_plan_leaves_later_stages_of_a_manual_rollout_at_never_saying_why(tmp_path):
     from hub.hub_dir import HubDir
-    from hub.rollout_rules import RolloutPlan, RolloutRules
-    from hub.rollouts import start_rollout
+    from hub.rollouts.changes import start_rollout
+    from hub.rollouts.rules import RolloutPlan, RolloutRules
 
     hub_dir = tmp_path / "hub"
     assert CliRunner().invoke(main, ["init", "--dir", str(hub_dir)]).exit_code == 0

@@ -10,8 +10,8 @@ import libtorrent as lt
 
 from hub.hub_dir import HubDir
 from hub.hub_init import initialize_hub
-from hub.publisher import publish_release
-from hub.torrent_maker import make_hybrid_torrent
+from hub.releases.publisher import publish_release
+from hub.swarm.torrent_maker import make_hybrid_torrent
 from tests.fleet import tar_bytes
 
 RELEASE = """name = "app"

@@ -22,13 +22,13 @@ from agent.rollout_selection import in_current_stage
 from agent.wire.enrollment import EnrollmentToken, EnrollRequest
 from agent.wire.result import Outcome, ResultRecord, SignedResult
 from agent.wire.rollout import GroupRollouts
-from hub.cli import main
+from hub.cli.main import main
 from hub.database import HubDatabase
-from hub.enrollment import enroll_device
+from hub.devices.enrollment import enroll_device
+from hub.devices.results_store import ingest_result
 from hub.hub_dir import HubDir
-from hub.results_store import ingest_result
-from hub.rollouts import apply_rollout_rules
-from hub.tuf_repository import HubRepository
+from hub.repository.tuf_repository import HubRepository
+from hub.rollouts.changes import apply_rollout_rules
 from tests.fleet import tar_bytes
 from tests.sim.fleet_simulation import MetadataMirror
 
@@ -372,18 +372,18 @@ def test_every_admin_change_is_audited_with_the_admins_login(hub, tmp_path):
 def test_the_controller_logs_an_advance_as_routine_and_a_halt_as_a_warning(hub, caplog):
     import logging
 
-    from hub.rollout_runner import RolloutRuleRunner
+    from hub.rollouts.runner import RolloutRuleRunner
 
     devices = [enroll(hub, f"lab-{i}", "lab") for i in range(3)]
     ok(hub, "rollout", "start", "tool", "--group", "lab", "--stages", "1,100", "--soak", "0s",
        "--pilot-devices", "lab-0", "--min-results", "1")
     report(hub, devices[0], Outcome.INSTALLED)
     runner = RolloutRuleRunner(hub)
-    with caplog.at_level(logging.INFO, logger="hub.rollout_runner"):
+    with caplog.at_level(logging.INFO, logger="hub.rollouts.runner"):
         assert [c.verdict for c in runner.run_if_due()] == ["advance"]
         for device in devices[1:]:
             report(hub, device, Outcome.FAILED)
         assert [c.verdict for c in runner.run_if_due()] == ["halt"]
     levels = {r.getMessage().split(": ")[1].split(" ")[0]: r.levelname for r in caplog.records
-              if r.name == "hub.rollout_runner"}
+              if r.name == "hub.rollouts.runner"}
     assert levels == {"advance": "INFO", "halt": "WARNING"}

@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hub.errors import RolloutError
-from hub.rollout_controller import (
+from hub.rollouts.controller import (
     RolloutEvidence,
     StageEvidence,
     Verdict,
     decide,
     sequential_test,
 )
-from hub.rollout_rules import HaltTest, RolloutPlan, RolloutRules
+from hub.rollouts.rules import HaltTest, RolloutPlan, RolloutRules
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 RULES = RolloutRules()  # the documented defaults: N=20, 98 %, 1 h soak, SPRT

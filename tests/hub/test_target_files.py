@@ -16,12 +16,12 @@ import trio
 from hub.config import HubConfig
 from hub.hub_dir import HubDir
 from hub.hub_init import initialize_hub
-from hub.metadata_signing import load_state
-from hub.publisher import publish_release
-from hub.rollouts import start_rollout
+from hub.releases.publisher import publish_release
+from hub.repository.metadata_signing import load_state
+from hub.repository.target_files import consistent_paths, repair_target_files
+from hub.repository.tuf_repository import HubRepository
+from hub.rollouts.changes import start_rollout
 from hub.serve import HubServer
-from hub.target_files import consistent_paths, repair_target_files
-from hub.tuf_repository import HubRepository
 from tests.fleet import free_port, tar_bytes
 
 RELEASE = """name = "app"

@@ -23,12 +23,12 @@ from tuf.api.metadata import Metadata, Targets
 
 from agent.errors import MetadataError
 from agent.metadata_client import MetadataClient
-from hub.cli import main
+from hub.cli.main import main
 from hub.database import HubDatabase
 from hub.hub_dir import HubDir
-from hub.offline_record import OfflineRecord
-from hub.policies import set_policy
-from hub.tuf_repository import HubRepository
+from hub.policy.policies import set_policy
+from hub.repository.offline_record import OfflineRecord
+from hub.repository.tuf_repository import HubRepository
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -27,11 +27,11 @@ from tuf.api.serialization.json import JSONSerializer
 from agent.config import AgentConfig
 from agent.enrollment_flow import enroll
 from agent.errors import EnrollmentError
-from hub.cli import main
+from hub.cli.main import main
 from hub.hub_dir import HubDir
-from hub.offline_record import OfflineRecord
-from hub.signing_keys import KeyStore
-from hub.tuf_repository import HubRepository
+from hub.repository.offline_record import OfflineRecord
+from hub.repository.signing_keys import KeyStore
+from hub.repository.tuf_repository import HubRepository
 from tests.fleet import free_port, start_hub
 
 

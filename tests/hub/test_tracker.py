@@ -11,10 +11,10 @@ import pytest
 from starlette.applications import Starlette
 
 from hub.errors import TrackerRequestError
-from hub.published_releases import PublishedReleases
-from hub.tracker import Swarms
-from hub.tracker_http import tracker_routes
-from hub.tracker_wire import parse_announce
+from hub.releases.published_releases import PublishedReleases
+from hub.swarm.tracker import Swarms
+from hub.swarm.tracker_http import tracker_routes
+from hub.swarm.tracker_wire import parse_announce
 
 # Bytes that are not valid UTF-8 and include '&', '=', '%' and '+' once encoded.
 INFO_HASH = bytes([0xFF, 0x00, 0x26, 0x3D, 0x25, 0x2B]) + bytes(range(0x80, 0x8E))

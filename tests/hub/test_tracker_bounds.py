@@ -8,8 +8,8 @@ from urllib.parse import quote_from_bytes
 import pytest
 
 from hub.errors import TrackerRefusedError
-from hub.tracker import Swarms
-from hub.tracker_wire import parse_announce
+from hub.swarm.tracker import Swarms
+from hub.swarm.tracker_wire import parse_announce
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""The tracker's HTTP endpoints (hub/tracker_http.py) over ASGI: only published releases'
+"""The tracker's HTTP endpoints (hub/swarm/tracker_http.py) over ASGI: only published releases'
 swarms, a failure reason for any other, scrape (BEP 48), and published releases read
 from a real hub database."""
 
@@ -11,9 +11,9 @@ import libtorrent as lt
 from starlette.applications import Starlette
 
 from hub.database import HubDatabase
-from hub.published_releases import PublishedReleases, read_published
-from hub.tracker import Swarms
-from hub.tracker_http import tracker_routes
+from hub.releases.published_releases import PublishedReleases, read_published
+from hub.swarm.tracker import Swarms
+from hub.swarm.tracker_http import tracker_routes
 
 V1 = b"\x11" * 20
 V2_TRUNCATED = b"\x22" * 20
@@ -90,7 +90,7 @@ async def test_published_set_is_reread_at_most_once_per_max_age():
 
     def read():
         reads.append(now[0])
-        from hub.published_releases import PublishedSet
+        from hub.releases.published_releases import PublishedSet
         return PublishedSet(frozenset(), {V1: V1} if now[0] >= 1 else {})
 
     published = PublishedReleases(read, max_age=1.0, clock=lambda: now[0])

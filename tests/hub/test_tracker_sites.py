@@ -1,4 +1,4 @@
-"""Site-aware answers of the tracker (hub/site_peers.py): own-site peers only, the hub's
+"""Site-aware answers of the tracker (hub/swarm/site_peers.py): own-site peers only, the hub's
 address for one gateway per site, failover when the gateway leaves, and the device table
 as the source of sites. No network except the ASGI route test; a real SQLite file."""
 
@@ -14,11 +14,11 @@ from starlette.applications import Starlette
 
 from hub.database import HubDatabase, utc_now
 from hub.errors import TrackerRequestError
-from hub.published_releases import PublishedReleases
-from hub.site_peers import DeviceSites, SitePeerSelector
-from hub.tracker import Swarms
-from hub.tracker_http import tracker_routes
-from hub.tracker_wire import parse_announce
+from hub.releases.published_releases import PublishedReleases
+from hub.swarm.site_peers import DeviceSites, SitePeerSelector
+from hub.swarm.tracker import Swarms
+from hub.swarm.tracker_http import tracker_routes
+from hub.swarm.tracker_wire import parse_announce
 
 INFO_HASH = b"\x07" * 20
 HUB_KEY = "s3cret-hub-key"

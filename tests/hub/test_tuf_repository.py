@@ -20,8 +20,8 @@ from tuf.ngclient import Updater
 
 from hub.errors import KeyMaterialError, RepositoryError
 from hub.hub_dir import HubDir
-from hub.signing_keys import PASSPHRASE_ENV
-from hub.tuf_repository import HubRepository, ReleaseTargetEntry
+from hub.repository.signing_keys import PASSPHRASE_ENV
+from hub.repository.tuf_repository import HubRepository, ReleaseTargetEntry
 
 ROLLOUT_PATH = "rollouts/canary.json"
 

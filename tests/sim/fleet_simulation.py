@@ -45,13 +45,13 @@ from agent.wire.release import ReleaseInfo
 from agent.wire.result import Outcome, ResultRecord, SignedResult
 from agent.wire.rollout import GroupRollouts
 from hub.database import HubDatabase
+from hub.devices.results_store import ingest_result
 from hub.hub_dir import HubDir
 from hub.hub_init import initialize_hub
-from hub.publisher import publish_release
-from hub.results_store import ingest_result
-from hub.rollout_rules import HaltTest, RolloutPlan, RolloutRules
-from hub.rollout_runner import RolloutRuleRunner
-from hub.rollout_store import read_rollout
+from hub.releases.publisher import publish_release
+from hub.rollouts.rules import HaltTest, RolloutPlan, RolloutRules
+from hub.rollouts.runner import RolloutRuleRunner
+from hub.rollouts.store import read_rollout
 from tests.fleet import tar_bytes
 
 EPOCH = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
@@ -193,7 +193,7 @@ def prepare_hub(workdir: Path, spec: FleetSpec) -> tuple[HubDir, str, list[Simul
 async def simulate(spec: FleetSpec, workdir: Path) -> FleetOutcome:
     """Run one rollout to its end (halted, or every device reported) on trio's clock,
     which must be a MockClock: the whole run is simulated days."""
-    from hub.rollouts import start_rollout
+    from hub.rollouts.changes import start_rollout
 
     hub_dir, release, devices = prepare_hub(workdir, spec)
     rules = RolloutRules(halt_test=spec.halt_test, **spec.rules)

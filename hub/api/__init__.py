@@ -1,0 +1,5 @@
+"""The hub's HTTP application: metadata and payload files, the device API (enroll,
+results, leases, relayed batches) and the tracker routes, with bounded request bodies.
+
+Others use: `web_app.make_app`, `web_app.CountingFiles`, `request_body.read_body`.
+"""

@@ -1,0 +1,191 @@
+"""The rollout controller's rules — pure logic over plain data, no database, no clock.
+
+Given what is known about one active rollout (its stages, when the current stage began,
+every counted result in the order it arrived, the current stage's members and results)
+and the time, `decide` answers: wait, advance to the next stage, or halt — with a reason
+an admin can read in the audit log. `hub/rollouts/evidence.py` gathers the data and
+`hub/rollouts/changes.py` applies the decision; both are thin around this.
+
+The rules (README, "Staged rollouts"), in the order they are applied:
+
+1. Sequential halt (Wald's SPRT), after every result. Each result is a trial: success
+   (installed) or failure (reverted, revert-failed, failed). H0: the failure rate is the
+   acceptable one, p0 = 1 − success threshold (2 %). H1: it is p1, five times that (10 %).
+   Each failure adds ln(p1/p0) to the log-likelihood ratio, each success adds
+   ln((1−p1)/(1−p0)); the rollout halts when the ratio reaches ln((1−β)/α). Wald's bound:
+   a release failing at p0 is halted with probability at most about α (5 %), one failing
+   at p1 or worse escapes with probability at most about β (10 %), and the test needs as
+   few results as the numbers allow (two failures in a row halt at the defaults). The ratio
+   is never let below the acceptance boundary ln(β/(1−α)): evidence that the release is
+   good does not buy credit against failures that start later (a broad stage reaching
+   hardware the pilot did not have).
+2. Stage gate, once the current stage has min(N, its members) results and its soak time has
+   passed: success rate ≥ threshold advances to the next stage; below it halts. Results
+   counted here are those of the devices that joined in this stage (the pilots and the
+   lowest buckets for stage 1), so every stage is judged on its own evidence.
+3. Otherwise wait: for results, or until the soak ends (`recheck_at`). A stage with no
+   members advances on its soak only once the rollout has at least one counted result:
+   never on zero results, so no rollout reaches 100 % of a group that nothing was tried on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from hub.rollouts.rules import HaltTest, RolloutRules
+
+
+class Verdict(StrEnum):
+    WAIT = "wait"
+    ADVANCE = "advance"
+    HALT = "halt"
+
+
+@dataclass(frozen=True)
+class StageEvidence:
+    members: int
+    """Devices that join the rollout in this stage (and had no result before a resume)."""
+    successes: int = 0
+    failures: int = 0
+
+    @property
+    def results(self) -> int:
+        return self.successes + self.failures
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.results if self.results else None
+
+
+@dataclass(frozen=True)
+class RolloutEvidence:
+    stages: tuple[int, ...]
+    current_stage: int
+    stage_started_at: datetime
+    outcomes: tuple[bool, ...]
+    """Every counted result of the rollout, all stages, in arrival order; True = success."""
+    stage: StageEvidence
+
+
+@dataclass(frozen=True)
+class SprtState:
+    log_likelihood_ratio: float
+    halt_boundary: float
+    accept_boundary: float
+    failures: int
+    results: int
+
+    @property
+    def halts(self) -> bool:
+        return self.log_likelihood_ratio >= self.halt_boundary
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reason: str
+    to_stage: int | None = None
+    recheck_at: datetime | None = None
+    """When waiting for the soak to end: the time the rules should be applied again."""
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def sequential_test(outcomes: Sequence[bool], rules: RolloutRules) -> SprtState:
+    """Wald's SPRT over `outcomes` in order, floored at the acceptance boundary."""
+    p0, p1 = rules.acceptable_failure_rate, rules.unacceptable_failure_rate
+    alpha, beta = rules.sprt_alpha, rules.sprt_beta
+    upper = math.log((1 - beta) / alpha)
+    lower = math.log(beta / (1 - alpha))
+    on_failure = math.log(p1 / p0)
+    on_success = math.log((1 - p1) / (1 - p0))
+    ratio, failures = 0.0, 0
+    for index, success in enumerate(outcomes):
+        ratio = max(lower, ratio + (on_success if success else on_failure))
+        failures += not success
+        if ratio >= upper:
+            return SprtState(ratio, upper, lower, failures, index + 1)
+    return SprtState(ratio, upper, lower, failures, len(outcomes))
+
+
+def required_results(rules: RolloutRules, stage: StageEvidence) -> int:
+    """N, or every member when the stage has fewer than N (an empty stage needs none)."""
+    return min(rules.min_results, stage.members)
+
+
+def decide(evidence: RolloutEvidence, rules: RolloutRules, now: datetime) -> Decision:
+    index = evidence.current_stage
+    percent = evidence.stages[index]
+    stage_name = f"stage {index + 1} of {len(evidence.stages)} ({percent}%)"
+    stage = evidence.stage
+    figures: dict[str, Any] = {
+        "stage": index,
+        "stage_percent": percent,
+        "stage_members": stage.members,
+        "stage_successes": stage.successes,
+        "stage_failures": stage.failures,
+    }
+    if rules.halt_test is HaltTest.SPRT:
+        sprt = sequential_test(evidence.outcomes, rules)
+        figures |= {
+            "sprt_llr": round(sprt.log_likelihood_ratio, 3),
+            "sprt_halt_at": round(sprt.halt_boundary, 3),
+        }
+        if sprt.halts:
+            return Decision(
+                Verdict.HALT,
+                f"sequential test: {sprt.failures} failures in the first {sprt.results} "
+                f"results; the failure rate is significantly above the acceptable "
+                f"{rules.acceptable_failure_rate:.1%} (log-likelihood ratio "
+                f"{sprt.log_likelihood_ratio:.2f} ≥ {sprt.halt_boundary:.2f})",
+                figures=figures,
+            )
+    if stage.members == 0 and not evidence.outcomes:
+        # Soak time is not evidence: an empty `--new-group` rollout went 2 -> 25 -> 100 %
+        # on soak alone, so every device joining later got it with no pilot.
+        return Decision(
+            Verdict.WAIT,
+            f"{stage_name}: no device is in this stage and none has reported yet; an "
+            "empty stage never advances on zero results (enroll or assign devices, name "
+            "pilots with --devices, or `rollout advance` to widen it by hand)",
+            figures=figures,
+        )
+    required = required_results(rules, stage)
+    figures["stage_required"] = required
+    if stage.results < required:
+        return Decision(
+            Verdict.WAIT,
+            f"{stage_name}: {stage.results} of {required} results needed",
+            figures=figures,
+        )
+    soak_end = evidence.stage_started_at + timedelta(seconds=rules.soak_seconds)
+    if now < soak_end:
+        return Decision(
+            Verdict.WAIT,
+            f"{stage_name}: soaking until {soak_end.isoformat(timespec='seconds')}",
+            recheck_at=soak_end,
+            figures=figures,
+        )
+    rate = stage.success_rate
+    if rate is not None and rate < rules.success_threshold:
+        return Decision(
+            Verdict.HALT,
+            f"{stage_name}: {stage.successes} of {stage.results} results succeeded "
+            f"({rate:.1%}), below the {rules.success_threshold:.1%} threshold",
+            figures=figures,
+        )
+    if index + 1 >= len(evidence.stages):
+        return Decision(Verdict.WAIT, f"{stage_name}: final stage, passed its gate",
+                        figures=figures)
+    shown = "no results needed" if rate is None else f"{rate:.1%} of {stage.results} succeeded"
+    return Decision(
+        Verdict.ADVANCE,
+        f"{stage_name} passed: {shown}, soaked {rules.soak_seconds} s; "
+        f"widening to {evidence.stages[index + 1]}%",
+        to_stage=index + 1,
+        figures=figures,
+    )
