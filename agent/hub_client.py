@@ -1,13 +1,18 @@
-"""Talking to the hub over HTTP (httpx under trio): trusted root, enrollment, results.
+"""Talking to the hub over HTTP: trusted root and enrollment (httpx under trio), results.
 
-httpx (with what it pulls in, about 8 MiB) is imported by the first request, not with
-this module: a daemon with an empty outbox never sends one (agent/on_demand_peers.py
-says why an idle agent keeps its footprint small).
+Results go out with urllib3 in a worker thread, as heartbeats do (agent/heartbeat.py):
+the TUF refresh has loaded urllib3 anyway, while httpx would add about 8 MiB to a
+daemon for the rest of its life after its first result (README "An idle agent's
+footprint"). httpx is imported by the enrollment requests only, which the short-lived
+`meisitong-agent enroll` makes.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+import trio
+import urllib3
 
 from agent.errors import AgentError, EnrollmentError, WireFormatError
 from agent.wire.decoding import decode_json
@@ -63,32 +68,45 @@ class HubClient:
         if response.status_code != 200:
             raise EnrollmentError(
                 f"hub {self.hub_url} refused enrollment (HTTP {response.status_code}): "
-                f"{_error_text(response)}"
+                f"{_error_text(response.content)}"
             )
         answer = decode_json(response.content, "enroll response", EnrollmentError)
         return parse_model(EnrollResponse, answer, "enroll response", EnrollmentError)
 
     async def post_result(self, body: bytes) -> bool:
         """True if the hub stored it now, False if it had it already."""
-        import httpx
-
         try:
-            async with self._client() as client:
-                response = await client.post(
-                    "/api/v1/results", content=body, headers={"content-type": "application/json"}
-                )
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"cannot reach hub {self.hub_url}: {exc}") from None
-        if response.status_code in (200, 201):
-            return response.status_code == 201
-        if response.status_code in (400, 413):
-            raise RecordRefusedError(f"hub refused the record: {_error_text(response)}")
-        raise DeliveryError(f"hub answered HTTP {response.status_code}: {_error_text(response)}")
+            status, content = await trio.to_thread.run_sync(
+                self._post, "/api/v1/results", body, abandon_on_cancel=True)
+        except urllib3.exceptions.HTTPError as exc:
+            raise DeliveryError(
+                f"cannot reach hub {self.hub_url}: {exc or type(exc).__name__}") from None
+        if status in (200, 201):
+            return status == 201
+        if status in (400, 413):
+            raise RecordRefusedError(f"hub refused the record: {_error_text(content)}")
+        raise DeliveryError(f"hub answered HTTP {status}: {_error_text(content)}")
+
+    def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """Blocking, in a worker thread: POST JSON, return the status and at most 4 KiB
+        of the answer (an error text; the hub's answers to results are tiny)."""
+        pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(total=self.timeout))
+        try:
+            response = pool.request("POST", f"{self.hub_url}{path}", body=body,
+                                    headers={"content-type": "application/json"},
+                                    preload_content=False)
+            try:
+                return response.status, response.read(4096)
+            finally:
+                response.release_conn()
+        finally:
+            pool.clear()
 
 
-def _error_text(response: httpx_types.Response) -> str:
+def _error_text(content: bytes) -> str:
+    text = content.decode("utf-8", "replace")
     try:
-        answer = decode_json(response.content, "hub answer")
+        answer = decode_json(content, "hub answer")
     except WireFormatError:
-        return response.text[:200]
-    return str(answer.get("error", ""))[:500] if isinstance(answer, dict) else response.text[:200]
+        return text[:200]
+    return str(answer.get("error", ""))[:500] if isinstance(answer, dict) else text[:200]
