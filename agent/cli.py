@@ -204,7 +204,7 @@ def clear(config_file: Path, release: str | None, keep_snapshot: bool, by: str) 
         for deployment in chosen:
             journal.clear(deployment.release, by)
             key = deployment_key(deployment.release)
-            where = deployment.detail.get("snapshot")
+            where = deployment.detail.snapshot
             if where and not keep_snapshot:
                 manifest = SnapshotManifest.from_json(where)
                 backend_for_manifest(manifest, FileTreeSnapshot()).discard(manifest)

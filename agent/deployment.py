@@ -186,10 +186,14 @@ class DeploymentRun:
 
     @property
     def payload(self) -> Path:
-        return Path(self.deployment.detail["payload"])
+        payload = self.deployment.detail.payload
+        assert payload is not None, "journaled with verified"
+        return Path(payload)
 
     def _manifest(self) -> SnapshotManifest:
-        return SnapshotManifest.from_json(self.deployment.detail["snapshot"])
+        snapshot = self.deployment.detail.snapshot
+        assert snapshot is not None, "journaled with installing"
+        return SnapshotManifest.from_json(snapshot)
 
     def _backend(self, manifest: SnapshotManifest) -> SnapshotBackend:
         return backend_for_manifest(manifest, self.ctx.snapshots)
@@ -198,7 +202,8 @@ class DeploymentRun:
 
     async def run(self) -> Deployment:
         """Advance until a terminal state, or raise RetryLater with nothing changed."""
-        signed = self.deployment.detail["target"]
+        signed = self.deployment.detail.target
+        assert signed is not None, "journaled at creation"
         self._target = TargetFile.from_dict(dict(signed), self.release)
         self._info = ReleaseInfo.from_custom(self._target.custom, self.release)
         state = await self._resume()
@@ -240,17 +245,17 @@ class DeploymentRun:
     def _step_ended(self, state: State) -> None:
         """The step of `state` ended without the agent dying: starts that found the
         deployment there were no state loop (lifecycle.LOOP_COUNTED)."""
-        if state in LOOP_COUNTED and self.deployment.detail.get(starts_key(state)):
+        if state in LOOP_COUNTED and self.deployment.detail.starts.get(state):
             self.ctx.journal.note(self.release, **{starts_key(state): 0})
 
     async def _resume(self) -> State:
         current = self.deployment
         detail = current.detail
-        boot_id = detail.get("boot_id")
+        boot_id = detail.boot_id
         facts = ResumeFacts(
-            boots=int(detail.get("boots", 0)),
-            revert_boots=int(detail.get("revert_boots", 0)),
-            starts_here=int(detail.get(starts_key(current.state), 0)),
+            boots=detail.boots,
+            revert_boots=detail.revert_boots,
+            starts_here=detail.starts.get(current.state, 0),
             max_boots=self.ctx.max_boots,
             installer_idempotent=self.installer.idempotent,
             rebooted=boot_id is not None and boot_id != self.ctx.reboot.boot_id(),
@@ -338,7 +343,7 @@ class DeploymentRun:
             backend = backend_for_paths(paths, self._install_root(), self.ctx.snapshots)
             await trio.to_thread.run_sync(self._check_space, installer, payload, paths, backend)
         except DiskSpaceError as exc:
-            first = not self.deployment.detail.get("not_ready_reported")
+            first = not self.deployment.detail.not_ready_reported
             return StepEnd(StepOutcome.NOT_READY, f"not ready: {exc}", not_ready=first,
                            detail={"not_ready_reported": True}, retry_later=str(exc))
         except AgentError as exc:
@@ -410,7 +415,7 @@ class DeploymentRun:
 
     async def _reverting(self) -> StepEnd:
         installer = self.installer
-        failure = str(self.deployment.detail.get("failure", "interrupted"))
+        failure = self.deployment.detail.failure or "interrupted"
         try:
             try:
                 await installer.rollback(self.payload, self.ctx.prefix, self.workdir)

@@ -32,8 +32,8 @@ def finish_cleanup(state_dir: StateDir, default: SnapshotBackend, deployment: De
         return
     key = deployment_key(deployment.release)
     shutil.rmtree(state_dir.work / key, ignore_errors=True)
-    if "snapshot" in deployment.detail:
-        manifest = SnapshotManifest.from_json(deployment.detail["snapshot"])
+    if deployment.detail.snapshot is not None:
+        manifest = SnapshotManifest.from_json(deployment.detail.snapshot)
         try:
             backend_for_manifest(manifest, default).discard(manifest)
         except AgentError as exc:
@@ -59,7 +59,7 @@ it goes like any other)."""
         if not directory.exists():
             continue
         try:
-            custom = deployment.detail["target"]["custom"]
+            custom = (deployment.detail.target or {})["custom"]
             info_hash = ReleaseInfo.from_custom(custom, deployment.release).torrent.info_hash_v1
         except (KeyError, TypeError, AgentError):
             info_hash = ""

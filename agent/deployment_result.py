@@ -25,21 +25,21 @@ def signed_result(
     end_state: State,
 ) -> tuple[str, bytes]:
     """(record id, signed body) for the outbox; `detail` is what is being journaled with it."""
-    merged = {**deployment.detail, **detail}
+    merged = deployment.detail.updated(detail, f"{deployment.release}: result")
 
-    def span(start: str, end: str) -> float | None:
-        if start in merged and end in merged:
-            return round(float(merged[end]) - float(merged[start]), 3)
+    def span(start: State, end: State) -> float | None:
+        if start in merged.at and end in merged.at:
+            return round(merged.at[end] - merged.at[start], 3)
         return None
 
     timings = {
         name: value
         for name, value in {
-            "download_s": span("at_downloading", "at_verified"),
-            "snapshot_s": span("at_snapshotting", "at_installing"),
-            "install_s": span("at_installing", "at_checking"),
-            "health_s": span("at_checking", f"at_{end_state.value}"),
-            "revert_s": span("at_reverting", f"at_{end_state.value}"),
+            "download_s": span(State.DOWNLOADING, State.VERIFIED),
+            "snapshot_s": span(State.SNAPSHOTTING, State.INSTALLING),
+            "install_s": span(State.INSTALLING, State.CHECKING),
+            "health_s": span(State.CHECKING, end_state),
+            "revert_s": span(State.REVERTING, end_state),
         }.items()
         if value is not None and value >= 0
     }
@@ -50,12 +50,12 @@ def signed_result(
         name=info.manifest.name,
         version=info.manifest.version,
         outcome=outcome,
-        reason=reason or str(merged.get("failure", "")),
+        reason=reason or (merged.failure or ""),
         started_at=deployment.created_at,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         timings=timings,
-        bytes_from_peers=int(merged.get("bytes_from_peers", 0)),
-        bytes_from_hub=int(merged.get("bytes_from_hub", 0)),
+        bytes_from_peers=merged.bytes_from_peers,
+        bytes_from_hub=merged.bytes_from_hub,
         agent_version=__version__,
     )
     return record.record_id, SignedResult.sign(record, identity.private_key).to_bytes()

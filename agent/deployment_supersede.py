@@ -41,7 +41,7 @@ def superseded_reason(refusal: str) -> str:
 
 def pinned_release(deployment: Deployment) -> ReleaseInfo:
     """The admin-signed release data the deployment was created with (in the journal)."""
-    return ReleaseInfo.from_custom(dict(deployment.detail["target"]["custom"]),
+    return ReleaseInfo.from_custom(dict((deployment.detail.target or {})["custom"]),
                                    deployment.release)
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.deployment_detail import DeploymentDetail
 from agent.lifecycle import TERMINAL, State, check_transition
 from agent.sqlite_durable import immediate_transaction, open_durable
 
@@ -69,7 +70,7 @@ class Deployment:
     version: str
     state: State
     reason: str
-    detail: dict[str, Any]
+    detail: DeploymentDetail
     created_at: str
     updated_at: str
 
@@ -82,7 +83,7 @@ class Deployment:
         """Its revert failed and no admin has cleared it: the device may be in neither the
         old nor the new state, so nothing is installed and its snapshot, work files and
         payload are kept for the admin. The one place this is decided."""
-        return self.state is State.REVERT_FAILED and not self.detail.get("cleared_at")
+        return self.state is State.REVERT_FAILED and not self.detail.cleared_at
 
 
 class Journal:
@@ -128,7 +129,9 @@ class Journal:
             db.execute(
                 "INSERT INTO deployments (release, name, version, state, detail, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (release, name, version, State.PENDING, json.dumps(detail or {}), now, now),
+                (release, name, version, State.PENDING,
+                 DeploymentDetail.parse(detail or {}, f"new deployment {release}").to_json(),
+                 now, now),
             )
             db.execute(
                 "INSERT INTO transitions (release, from_state, to_state, reason, at) "
@@ -156,11 +159,11 @@ class Journal:
             if current is None:
                 raise KeyError(release)
             check_transition(current.state, new_state)
-            merged = {**current.detail, **(detail or {})}
+            merged = current.detail.updated(detail or {}, f"{release} entering {new_state}")
             db.execute(
                 "UPDATE deployments SET state = ?, reason = ?, detail = ?, updated_at = ? "
                 "WHERE release = ?",
-                (new_state, reason, json.dumps(merged), now, release),
+                (new_state, reason, merged.to_json(), now, release),
             )
             db.execute(
                 "INSERT INTO transitions (release, from_state, to_state, reason, at) "
@@ -194,10 +197,11 @@ class Journal:
             current = self.get(release)
             if current is None:
                 raise KeyError(release)
-            count = int(current.detail.get(key, 0)) + 1
+            count = current.detail.count(key) + 1
+            counted = current.detail.updated({key: count}, f"{release}: counting {key}")
             db.execute(
                 "UPDATE deployments SET detail = ?, updated_at = ? WHERE release = ?",
-                (json.dumps({**current.detail, key: count}), utc_now(), release),
+                (counted.to_json(), utc_now(), release),
             )
         return count
 
@@ -207,9 +211,10 @@ class Journal:
             current = self.get(release)
             if current is None:
                 raise KeyError(release)
+            noted = current.detail.updated(detail, f"{release}: note")
             db.execute(
                 "UPDATE deployments SET detail = ?, updated_at = ? WHERE release = ?",
-                (json.dumps({**current.detail, **detail}), utc_now(), release),
+                (noted.to_json(), utc_now(), release),
             )
 
     def blocking(self) -> list[Deployment]:
@@ -227,10 +232,11 @@ class Journal:
             current = self.get(release)
             if current is None or current.state is not State.REVERT_FAILED:
                 raise KeyError(release)
-            detail = {**current.detail, "cleared_at": now, "cleared_by": by}
+            marked = current.detail.updated({"cleared_at": now, "cleared_by": by},
+                                            f"{release}: clear")
             db.execute(
                 "UPDATE deployments SET detail = ?, updated_at = ? WHERE release = ?",
-                (json.dumps(detail), now, release),
+                (marked.to_json(), now, release),
             )
             db.execute(
                 "INSERT INTO transitions (release, from_state, to_state, reason, at) "
@@ -286,6 +292,6 @@ class Journal:
 
 def _deployment(row: tuple[Any, ...]) -> Deployment:
     release, name, version, state, reason, detail, created_at, updated_at = row
-    return Deployment(
-        release, name, version, State(state), reason, json.loads(detail), created_at, updated_at
-    )
+    parsed = DeploymentDetail.parse(json.loads(detail), f"journal: deployment {release}")
+    return Deployment(release, name, version, State(state), reason, parsed, created_at,
+                      updated_at)

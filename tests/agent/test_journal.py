@@ -67,7 +67,8 @@ def test_journal_survives_reopen(tmp_path):
     again = Journal(tmp_path / "j.db")
     deployment = again.get(RELEASE)
     assert deployment.state is State.SCHEDULED
-    assert deployment.detail == {"target": {"length": 1}, "x": 1}
+    assert deployment.detail.target == {"length": 1}
+    assert deployment.detail.unknown == {"x": 1}  # a key this version does not know
     assert (tmp_path / "j.db").stat().st_mode & 0o777 == 0o600
     again.close()
 
@@ -165,3 +166,42 @@ def test_clearing_one_failed_revert_keeps_the_alert_while_another_still_blocks(t
     assert done.exit_code == 0 and "installs allowed again" in done.output, done.output
     assert journal.blocking() == [] and journal.status()["alert"][0] == ""
     journal.close()
+
+
+def test_a_journal_with_the_older_flat_detail_still_loads_as_the_typed_record(tmp_path):
+    """Before the typed record, details were a free JSON object with flat keys."""
+    import json
+    import sqlite3
+
+    Journal(tmp_path / "j.db").close()
+    old = {"target": {"length": 1}, "payload": "/x/a.tar", "bytes_from_hub": 7, "boots": 2,
+           "at_downloading": 10.0, "at_verified": 12.5, "starts_snapshotting": 3,
+           "not_ready_reported": True, "cleared_at": "2026-12-01T00:00:00+00:00",
+           "from_a_newer_agent": [1]}
+    db = sqlite3.connect(tmp_path / "j.db")
+    db.execute("INSERT INTO deployments VALUES (?, 'demo', '1.0', 'snapshotting', '', ?, "
+               "'2026-12-01T00:00:00+00:00', '2026-12-01T00:00:00+00:00')",
+               (RELEASE, json.dumps(old)))
+    db.commit()
+    db.close()
+    journal = Journal(tmp_path / "j.db")
+    detail = journal.get(RELEASE).detail
+    assert (detail.payload, detail.bytes_from_hub, detail.boots) == ("/x/a.tar", 7, 2)
+    assert detail.at == {State.DOWNLOADING: 10.0, State.VERIFIED: 12.5}
+    assert detail.starts == {State.SNAPSHOTTING: 3}
+    assert detail.not_ready_reported and detail.cleared_at
+    assert detail.unknown == {"from_a_newer_agent": [1]}
+    assert journal.count_start(RELEASE, "starts_snapshotting") == 4
+    journal.transition(RELEASE, State.VERIFIED, detail={"at_verified": 20.0})
+    again = journal.get(RELEASE).detail
+    assert again.at[State.VERIFIED] == 20.0 and again.starts[State.SNAPSHOTTING] == 4
+    journal.close()
+
+
+def test_a_detail_of_the_wrong_type_is_refused_where_it_is_written(journal):
+    from agent.deployment_detail import JournalDetailError
+
+    journal.create(RELEASE, "demo", "1.0")
+    with pytest.raises(JournalDetailError, match=r"entering scheduled: boots"):
+        journal.transition(RELEASE, State.SCHEDULED, detail={"boots": "many"})
+    assert journal.get(RELEASE).state is State.PENDING  # nothing half-applied

@@ -90,7 +90,7 @@ def test_journal_counts_starts_and_keeps_revert_failed_blocking_until_cleared(tm
         journal.transition(release, state)
     assert [d.release for d in journal.blocking()] == [release]
     cleared = journal.clear(release, by="ops")
-    assert cleared.state is S.REVERT_FAILED and cleared.detail["cleared_by"] == "ops"
+    assert cleared.state is S.REVERT_FAILED and cleared.detail.cleared_by == "ops"
     assert journal.blocking() == []
     assert journal.transitions(release)[-1][2] == "cleared by ops"
     journal.close()

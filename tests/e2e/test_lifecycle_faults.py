@@ -277,7 +277,7 @@ async def test_install_root_on_a_btrfs_subvolume_is_reverted_from_a_btrfs_snapsh
         await daemon.cycle()
         deployment = only_deployment(daemon, target)
         assert deployment.state is State.REVERTED
-        assert '"backend":"btrfs"' in deployment.detail["snapshot"]
+        assert '"backend":"btrfs"' in deployment.detail.snapshot
         assert "restored subvolume matches its snapshot" in deployment.reason
         assert tree_state(srv / "app") == before
         assert sorted(p.name for p in srv.iterdir()) == ["app"]  # snapshot pruned

@@ -67,7 +67,7 @@ async def test_hub_seeds_one_gateway_per_site_and_status_shows_bytes_per_site(tm
     length = report["length"]
     for _site, daemon in agents:
         [deployment] = daemon.journal.deployments()
-        from_hub = deployment.detail["bytes_from_hub"]
+        from_hub = deployment.detail.bytes_from_hub
         if daemon.identity.device_id in gateway_ids:
             # Counted from libtorrent's block alerts, which can be dropped when seven
             # sessions share one busy process: so only "some", not "most".
