@@ -159,3 +159,18 @@ def test_nothing_before_the_install_leads_to_a_revert_and_nothing_after_it_to_fa
         assert S.REVERTING not in NEXT_STATE[state].values(), state
     for state in CHANGES_DEVICE:
         assert not {S.FAILED, S.SUPERSEDED} & set(NEXT_STATE[state].values()), state
+
+
+def test_only_the_runner_journals_a_next_state_the_steps_report_how_they_ended():
+    """Journal before act by structure: a step cannot journal a state the table does not
+    name for its ending, nor act after journaling one."""
+    import inspect
+
+    from agent.deployment import DeploymentRun, StepEnd
+
+    steps = [f"_{state.value}" for state in NEXT_STATE]  # one per non-terminal state
+    for name in steps:
+        method = getattr(DeploymentRun, name)
+        assert inspect.signature(method).return_annotation in ("StepEnd", StepEnd), name
+        source = inspect.getsource(method)
+        assert "_journal(" not in source and "journal.transition(" not in source, name
