@@ -211,10 +211,7 @@ def clear(config_file: Path, release: str | None, keep_snapshot: bool, by: str) 
                 shutil.rmtree(state.snapshots / key, ignore_errors=True)
                 shutil.rmtree(state.work / key, ignore_errors=True)
             click.echo(f"cleared {deployment.release} (revert failed: {deployment.reason})")
-        left = journal.blocking()
-        # The alert goes only with the last blocking deployment.
-        journal.set_status("alert", "; ".join(
-            f"revert of {d.release} failed: {d.reason}" for d in left))
+        left = journal.blocking()  # the journal's clear rewrote the alert from these
         click.echo("installs allowed again" if not left else
                    f"still blocked by {', '.join(d.release for d in left)}")
     finally:

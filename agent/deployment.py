@@ -428,7 +428,6 @@ class DeploymentRun:
             checked = await self._verify_revert(installer, backend, manifest)
         except (AgentError, OSError) as exc:  # an OSError no installer or check wrapped
             log.error("%s: REVERT FAILED: %s", self.release, exc)
-            self.ctx.journal.set_status("alert", f"revert of {self.release} failed: {exc}")
             return StepEnd(StepOutcome.FAILED, f"{failure}; revert failed: {exc}")
         return StepEnd(StepOutcome.DONE, f"{failure}; reverted ({checked})")
 

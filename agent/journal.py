@@ -175,6 +175,8 @@ class Journal:
                     "INSERT INTO outbox (record_id, release, body, created_at) VALUES (?,?,?,?)",
                     (result[0], release, result[1], now),
                 )
+            if new_state is State.REVERT_FAILED:
+                self._write_alert(db)
             if installed is not None:
                 db.execute(
                     "INSERT INTO installed (name, version, release, installed_at) "
@@ -222,6 +224,18 @@ class Journal:
         the agent installs nothing (`meisitong-agent clear`)."""
         return [d for d in self.deployments() if d.blocks_installs]
 
+    def _write_alert(self, db: sqlite3.Connection) -> None:
+        """The `alert` status line, from the failed reverts that still block (read in the
+        open transaction): written with each revert-failed and each clear, so it goes only
+        with the last blocking deployment."""
+        alert = "; ".join(f"revert of {d.release} failed: {d.reason}" for d in self.blocking())
+        db.execute(
+            "INSERT INTO agent_status (key, value, updated_at) VALUES ('alert', ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (alert, utc_now()),
+        )
+
     def clear(self, release: str, by: str) -> Deployment:
         """An admin says the device is sound again after `release`'s failed revert.
 
@@ -243,6 +257,7 @@ class Journal:
                 "VALUES (?, ?, ?, ?, ?)",
                 (release, State.REVERT_FAILED, State.REVERT_FAILED, f"cleared by {by}", now),
             )
+            self._write_alert(db)
         cleared = self.get(release)
         assert cleared is not None
         return cleared

@@ -154,7 +154,8 @@ def test_clearing_one_failed_revert_keeps_the_alert_while_another_still_blocks(t
                            State.SNAPSHOTTING, State.INSTALLING, State.REVERTING):
             journal.transition(release, next_state)
         journal.transition(release, State.REVERT_FAILED, "restore failed")
-        journal.set_status("alert", f"revert of {release} failed: restore failed")
+    alert = journal.status()["alert"][0]  # written with each revert-failed, from all
+    assert f"revert of {first} failed: restore failed" in alert and second in alert
 
     done = CliRunner().invoke(agent_cli, ["clear", "--config", str(config), first])
     assert done.exit_code == 0, done.output
