@@ -1,6 +1,7 @@
 """`meisitong-agent run`: the endpoint daemon.
 
-One nursery holds everything: the libtorrent session (downloads and seeding), the
+One nursery holds everything: the libtorrent session (downloads and seeding; it exists
+only while there is a swarm to be in, agent/on_demand_peers.py), the
 outbox loop that delivers signed results until the hub has them, and the main loop that
 first finishes whatever the journal says was interrupted, then refreshes signed
 metadata, selects the rollouts that apply to this device, and deploys them one by one.
