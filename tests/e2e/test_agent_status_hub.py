@@ -103,3 +103,54 @@ def test_status_says_since_when_the_hub_is_unreachable_and_that_peers_served_met
         raise
     finally:
         fleet.stop_all()
+
+
+def test_without_peers_status_says_the_hub_is_unreachable_and_the_metadata_is_the_hubs(
+        tmp_path):
+    """Gossip off: with the hub stopped every refresh fails, and the metadata in use is
+    still the hub's last."""
+    hub_port = free_port(HUB)
+    fleet = Fleet(tmp_path, tmp_path / "hub", f"http://{HUB}:{hub_port}")
+    try:
+        fleet.command(BIN_HUB, "init", "--listen", f"{HUB}:{hub_port}",
+                      "--seed-listen", f"{HUB}:{free_port(HUB)}")
+        token = (fleet.hub_dir / "enrollment-token").read_text().strip()
+        fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
+        wait_for(lambda: reachable(HUB, hub_port), 30, "the hub to listen")
+        home = tmp_path / "alone"
+        (home / "root").mkdir(parents=True)
+        config = home / "agent.toml"
+        config.write_text(
+            f'[agent]\nstate_dir = "{home / "state"}"\nname = "alone"\ngroup = "lab"\n'
+            f'install_prefix = "{home / "root"}"\npoll_interval = 1\n'
+            f'[p2p]\nlisten = "{AGENTS["a"]}:{free_port(AGENTS["a"])}"\n'
+            "local_discovery = false\n[gossip]\nenabled = false\n"
+        )
+        fleet.command(BIN_AGENT, "enroll", "--config", str(config), "--hub", fleet.hub_url,
+                      "--token", token)
+        fleet.start("alone", BIN_AGENT, "run", "--config", str(config))
+        wait_for(lambda: status(fleet, config)["metadata_source"].get("source") == "hub",
+                 60, "a refresh from the hub")
+
+        stop(fleet, "hub")
+        wait_for(lambda: status(fleet, config)["status"].get("metadata", "")
+                 .startswith("refresh FAILED"), 60, "a refresh to fail")
+        report = status(fleet, config)
+        assert report["hub_contact"]["reachable"] is False
+        source = report["metadata_source"]
+        refreshed_at = source["at"]
+        assert source == {"source": "hub", "peers": [], "at": refreshed_at}
+        failed_at = report["status"]["metadata"].removeprefix("refresh FAILED at ")
+        wait_for(lambda: status(fleet, config)["status"]["metadata"]
+                 != f"refresh FAILED at {failed_at}", 30, "another refresh to fail")
+        assert status(fleet, config)["metadata_source"] == source  # still what is in use
+        text = status_text(fleet, config)
+        assert f"hub unreachable since {report['hub_contact']['since']}" in text
+        assert f"source   the hub, at {refreshed_at}" in text
+    except BaseException:
+        for log in sorted(tmp_path.glob("*.log")):
+            print(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace")
+                                                   .splitlines()[-25:]))
+        raise
+    finally:
+        fleet.stop_all()
