@@ -23,10 +23,17 @@ from agent.deployment import DeploymentContext, DeploymentRun, RetryLater, start
 from agent.deployment_files import prune_finished_downloads
 from agent.deployment_supersede import supersede_waiting
 from agent.device_identity import DeviceIdentity
-from agent.errors import AgentError, MetadataError, TargetNotFoundError, WireFormatError
+from agent.errors import (
+    AgentError,
+    DeliveryError,
+    MetadataError,
+    RecordRefusedError,
+    TargetNotFoundError,
+    WireFormatError,
+)
 from agent.gossip import SiteGossip, refresh_metadata
 from agent.heartbeat import HeartbeatSender
-from agent.hub_client import DeliveryError, HubClient, RecordRefusedError
+from agent.hub_client import HubClient
 from agent.hub_contact import HubContact
 from agent.install_prefix import InstallPrefix
 from agent.instance_lock import hold_directory

@@ -86,3 +86,40 @@ class DiskSpaceError(AgentError):
 
 class PolicyError(AgentError):
     """A group policy (TOML) is invalid; the message names the key and the reason."""
+
+
+class AlreadyRunningError(AgentError):
+    """Another daemon holds this directory (agent/instance_lock.py)."""
+
+
+class ListenAddressError(AgentError):
+    """A daemon could not listen on a configured address (agent/listen_address.py)."""
+
+
+class DeliveryError(AgentError):
+    """The hub could not be reached or failed (5xx, 408, 429); the record stays in the
+    outbox and is sent again later."""
+
+
+class RecordRefusedError(AgentError):
+    """The hub refused the record itself (a 4xx: malformed, bad signature, unknown
+    device); retrying won't help."""
+
+
+class LeaseUnavailableError(AgentError):
+    """The hub could not be asked for a lease (unreachable, failing): no lease, so wait."""
+
+
+class HubUnreachableError(AgentError):
+    """Handing relayed results to the hub failed (unreachable, an error status, an answer
+    not in the format): they stay in the gossip store for the next pass."""
+
+
+class MalformedFrameError(GossipError):
+    """The peer sent a frame over the limit, or a message that is not a bounded JSON
+    object: a protocol fault, not a network one."""
+
+
+class IllegalTransitionError(RuntimeError):
+    """A bug: code tried a transition the lifecycle table does not allow. Deliberately
+    not an AgentError, so no handler of the agent's own errors swallows it."""

@@ -14,21 +14,13 @@ from typing import TYPE_CHECKING
 import trio
 import urllib3
 
-from agent.errors import AgentError, EnrollmentError, WireFormatError
+from agent.errors import DeliveryError, EnrollmentError, RecordRefusedError, WireFormatError
 from agent.wire.decoding import decode_json
 from agent.wire.enrollment import EnrollRequest, EnrollResponse
 from agent.wire.validation import parse_model
 
 if TYPE_CHECKING:  # a name of its own, so mypy finds a body that uses httpx unimported
     import httpx as httpx_types
-
-
-class DeliveryError(AgentError):
-    """The hub could not be reached or failed; the record stays in the outbox."""
-
-
-class RecordRefusedError(AgentError):
-    """The hub refused the record itself (malformed or bad signature); retrying won't help."""
 
 
 class HubClient:
@@ -83,8 +75,9 @@ class HubClient:
                 f"cannot reach hub {self.hub_url}: {exc or type(exc).__name__}") from None
         if status in (200, 201):
             return status == 201
-        if status in (400, 413):
-            raise RecordRefusedError(f"hub refused the record: {_error_text(content)}")
+        if refused_for_good(status):
+            raise RecordRefusedError(
+                f"hub refused the record (HTTP {status}): {_error_text(content)}")
         raise DeliveryError(f"hub answered HTTP {status}: {_error_text(content)}")
 
     def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
@@ -101,6 +94,12 @@ class HubClient:
                 response.release_conn()
         finally:
             pool.clear()
+
+
+def refused_for_good(status: int) -> bool:
+    """A 4xx is the hub judging the request itself (hub/api/error_statuses.py), except
+    408 and 429, which say "not now". A 5xx is the hub's own fault: retry later."""
+    return 400 <= status < 500 and status not in (408, 429)
 
 
 def _error_text(content: bytes) -> str:

@@ -17,13 +17,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent.errors import AgentError
+from agent.errors import AlreadyRunningError
 
 LOCK_FILE_NAME = "daemon.lock"
-
-
-class AlreadyRunningError(AgentError):
-    """Another daemon holds this directory."""
 
 
 @contextlib.contextmanager

@@ -11,14 +11,10 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from agent.device_identity import DeviceIdentity
-from agent.errors import AgentError, WireFormatError
+from agent.errors import LeaseUnavailableError, WireFormatError
 from agent.wire.decoding import decode_json
 from agent.wire.lease import LeaseAnswer, LeaseRequest, SignedLeaseRequest
 from agent.wire.validation import parse_model
-
-
-class LeaseUnavailableError(AgentError):
-    """The hub could not be asked (unreachable, failing): no lease, so wait."""
 
 
 class LeaseService(Protocol):

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from agent.errors import IllegalTransitionError
 from agent.wire.result import Outcome
 
 
@@ -235,10 +236,6 @@ def resume_state(state: State, facts: ResumeFacts) -> tuple[State, str]:
         return S.CHECKING, "checks interrupted; running them again"
     resumed = RECOVERY.get(state, state)
     return resumed, f"resumed after interruption in {state}" if resumed is not state else ""
-
-
-class IllegalTransitionError(RuntimeError):
-    """A bug: code tried a transition the lifecycle table does not allow."""
 
 
 def check_transition(current: State, new: State) -> None:

@@ -13,11 +13,7 @@ import ipaddress
 import socket
 from collections.abc import Iterator
 
-from agent.errors import AgentError
-
-
-class ListenAddressError(AgentError):
-    """A daemon could not listen on a configured address."""
+from agent.errors import ListenAddressError
 
 
 @contextlib.contextmanager

@@ -1,4 +1,9 @@
-"""Errors the hub raises, one hierarchy; the CLI prints their message and exits non-zero."""
+"""Errors the hub raises, one hierarchy; the CLI prints their message and exits non-zero.
+
+Over HTTP, hub/api/error_statuses.py says which of these (and of the agent's wire and
+signature errors) are the request's fault, answered 4xx; every other error, a HubError
+included, is the server's fault and answered 500, which agents retry.
+"""
 
 from __future__ import annotations
 
@@ -67,3 +72,7 @@ class UnknownGroupError(HubError):
 
 class RootAnchorMismatchError(HubError):
     """The root served by this hub is not the one the admin's offline record names."""
+
+
+class BodyTooLargeError(HubError):
+    """A request body exceeds its route's limit (answered 413)."""

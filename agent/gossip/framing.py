@@ -14,7 +14,7 @@ from typing import Any
 import trio
 from pydantic import BaseModel
 
-from agent.errors import GossipError
+from agent.errors import GossipError, MalformedFrameError
 from agent.wire.decoding import decode_json
 
 _HEADER = struct.Struct(">I")
@@ -54,11 +54,6 @@ class CountingStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-class MalformedFrameError(GossipError):
-    """The peer sent a frame over the limit, or a message that is not a bounded JSON
-    object: a protocol fault, not a network one."""
 
 
 class FramedStream:

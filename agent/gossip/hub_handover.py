@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agent.errors import WireFormatError
+from agent.errors import HubUnreachableError, WireFormatError
 from agent.gossip.store import GossipStore
 from agent.wire.decoding import decode_json
 from agent.wire.gossip import MAX_RELAYED_RESULTS, BatchAnswer, MissingAnswer, RecordKey
@@ -30,10 +30,6 @@ class Handover:
     Never a record id alone: another device's record under the same id is not ours."""
     stored: int = 0
     refused: int = 0
-
-
-class HubUnreachableError(Exception):
-    pass
 
 
 async def hand_over(store: GossipStore, hub_url: str, timeout: float) -> Handover:

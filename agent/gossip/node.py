@@ -26,9 +26,9 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
-from agent.errors import AgentError, GossipError
+from agent.errors import AgentError, GossipError, MalformedFrameError
 from agent.gossip.anti_entropy import MergeOutcome, delta_for, merge_delta
-from agent.gossip.framing import CountingStream, FramedStream, MalformedFrameError, Traffic
+from agent.gossip.framing import CountingStream, FramedStream, Traffic
 from agent.gossip.relay_files import TrustedFiles
 from agent.gossip.site_members import SiteMembers
 from agent.gossip.store import GossipStore

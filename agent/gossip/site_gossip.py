@@ -26,8 +26,8 @@ import trio
 
 from agent.config import AgentConfig
 from agent.device_identity import DeviceIdentity
-from agent.errors import ConfigError
-from agent.gossip.hub_handover import HubUnreachableError, hand_over
+from agent.errors import ConfigError, HubUnreachableError, ListenAddressError
+from agent.gossip.hub_handover import hand_over
 from agent.gossip.node import GossipNode, NodeIdentity
 from agent.gossip.peer_fetcher import HubOrPeersFetcher
 from agent.gossip.relay_files import TrustedFiles
@@ -35,7 +35,6 @@ from agent.gossip.site_members import SiteMembers
 from agent.gossip.store import GossipStore
 from agent.gossip.tls import DeviceCertificates, SiteCredentials
 from agent.journal import Journal
-from agent.listen_address import ListenAddressError
 from agent.on_demand_peers import OnDemandPeerSession
 from agent.state_dir import StateDir
 from agent.torrent_network import split_listen

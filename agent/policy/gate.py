@@ -26,8 +26,9 @@ from typing import Any
 import trio
 
 from agent.deployment import RetryLater
+from agent.errors import LeaseUnavailableError
 from agent.journal import Journal
-from agent.lease_client import LeaseService, LeaseUnavailableError
+from agent.lease_client import LeaseService
 from agent.policy.clock import MAX_NAP_SECONDS, SystemClock, WallClock
 from agent.policy.evaluator import (
     DeviceFacts,

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from agent.errors import AgentError
+from agent.errors import WireFormatError
 from agent.wire.validation import ModelT, parse_json_model
+from hub.errors import BodyTooLargeError
 
 MAX_BODY_BYTES = 64 * 1024
-
-
-class BodyTooLargeError(Exception):
-    """The body exceeds the route's limit (answered with 413)."""
-
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body, refused as soon as it passes `limit` bytes."""
@@ -29,5 +25,5 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 async def read_json_model(
     request: Request, model: type[ModelT], source: str, limit: int = MAX_BODY_BYTES
 ) -> ModelT:
-    """Raises BodyTooLargeError, or AgentError naming `source` for bad JSON or fields."""
-    return parse_json_model(model, await read_body(request, limit), source, AgentError)
+    """Raises BodyTooLargeError, or WireFormatError naming `source` for bad JSON or fields."""
+    return parse_json_model(model, await read_body(request, limit), source, WireFormatError)

@@ -3,7 +3,8 @@ tracker, and the small JSON API for enrollment and results.
 
 Metadata and payloads are static files: any web server or CDN could serve them, and TUF
 makes that safe. The API validates every body against the wire formats and refuses a bad
-one with a 4xx naming the problem.
+one with a 4xx naming the problem; hub/api/error_statuses.py maps every route's errors
+to statuses (a server fault is a 500, which agents retry, never a 4xx they give up on).
 """
 
 from __future__ import annotations
@@ -17,20 +18,21 @@ import trio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from agent.errors import AgentError
 from agent.wire.enrollment import EnrollRequest
 from agent.wire.result import SignedResult
-from hub.api.request_body import BodyTooLargeError, read_body, read_json_model
+from hub.api.error_statuses import api_route, error_response
+from hub.api.request_body import read_body, read_json_model
 from hub.database import HubDatabase
 from hub.devices.certificate_authority import certify_device
 from hub.devices.enrollment import enroll_device
 from hub.devices.relayed_results import relay_routes
 from hub.devices.results_store import ingest_result
-from hub.errors import EnrollmentRefusedError, HubError, UnknownDeviceError
+from hub.errors import HubError
 from hub.hub_dir import HubDir
 from hub.policy.leases import lease_routes
 from hub.releases.published_releases import PublishedReleases
@@ -98,10 +100,6 @@ class PublishedPayloads:
         await self.app(scope, receive, send)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 def make_app(
     hub_dir: HubDir,
     extra_routes: Sequence[BaseRoute] = (),
@@ -124,16 +122,8 @@ def make_app(
         return await trio.to_thread.run_sync(run)
 
     async def enroll(request: Request) -> Response:
-        try:
-            enroll_request = await read_json_model(request, EnrollRequest, "enroll request")
-            status = await in_database(lambda db: enroll_device(db, enroll_request))
-        except BodyTooLargeError as exc:
-            return _error(413, str(exc))
-        except EnrollmentRefusedError as exc:
-            log.warning("enrollment refused from %s: %s", request.client, exc)
-            return _error(403, str(exc))
-        except AgentError as exc:
-            return _error(400, str(exc))
+        enroll_request = await read_json_model(request, EnrollRequest, "enroll request")
+        status = await in_database(lambda db: enroll_device(db, enroll_request))
         certificate: dict[str, str] = {}
         if status == "accepted":  # the device's certificate for mutual TLS with its peers
             certificate = await in_database(
@@ -144,28 +134,17 @@ def make_app(
         )
 
     async def results(request: Request) -> Response:
-        try:
-            signed = SignedResult.from_bytes(await read_body(request), "result record")
-            outcome = await in_database(lambda db: ingest_result(db, signed))
-        except BodyTooLargeError as exc:
-            return _error(413, str(exc))
-        except UnknownDeviceError as exc:
-            return _error(404, str(exc))
-        except AgentError as exc:  # malformed, or the signature does not verify
-            log.warning("result refused from %s: %s", request.client, exc)
-            return _error(400, str(exc))
+        signed = SignedResult.from_bytes(await read_body(request), "result record")
+        outcome = await in_database(lambda db: ingest_result(db, signed))
         return JSONResponse({"stored": outcome.stored}, status_code=201 if outcome.stored else 200)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    async def hub_errors(request: Request, exc: Exception) -> Response:
-        return _error(400, str(exc))
-
     routes: list[BaseRoute] = [
-        Route("/api/v1/health", health),
-        Route("/api/v1/enroll", enroll, methods=["POST"]),
-        Route("/api/v1/results", results, methods=["POST"]),
+        api_route("/api/v1/health", health, methods=["GET"]),
+        api_route("/api/v1/enroll", enroll, methods=["POST"]),
+        api_route("/api/v1/results", results, methods=["POST"]),
         Mount("/metadata", StaticFiles(directory=hub_dir.metadata, check_dir=False)),
         # Payloads on another filesystem are symlinked in (hub/repository/target_files.py); only the
         # hub writes this directory.
@@ -178,6 +157,8 @@ def make_app(
         *lease_routes(hub_dir),
         *extra_routes,
     ]
-    app = Starlette(routes=routes, exception_handlers={HubError: hub_errors})
+    # Routes not made with api_route still answer the hub's and agent's errors alike.
+    app = Starlette(routes=routes,
+                    exception_handlers={HubError: error_response, AgentError: error_response})
     app.state.payload_files = payload_files
     return app

@@ -23,11 +23,12 @@ from pathlib import Path
 import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from agent.errors import AgentError, SignatureError
+from agent.errors import SignatureError
 from agent.wire.heartbeat import MAX_HEARTBEAT_BYTES, SignedHeartbeat
-from hub.api.request_body import BodyTooLargeError, read_body
+from hub.api.error_statuses import api_route
+from hub.api.request_body import read_body
 from hub.database import HubDatabase
 from hub.errors import UnknownDeviceError
 
@@ -129,29 +130,19 @@ def heartbeat_routes(batch: LastSeenBatch,
     """POST /api/v1/heartbeat: a SignedHeartbeat in, `{"ok": true}` out."""
 
     async def heartbeat(request: Request) -> Response:
-        try:
-            body = await read_body(request, limit=MAX_HEARTBEAT_BYTES)
-            signed = SignedHeartbeat.from_bytes(body, "heartbeat")
+        body = await read_body(request, limit=MAX_HEARTBEAT_BYTES)
+        signed = SignedHeartbeat.from_bytes(body, "heartbeat")
 
-            moment = now()
+        moment = now()
 
-            def work() -> datetime:
-                database = HubDatabase(batch.database_path)
-                try:
-                    return batch.verify(database, signed, moment)
-                finally:
-                    database.close()
+        def work() -> datetime:
+            database = HubDatabase(batch.database_path)
+            try:
+                return batch.verify(database, signed, moment)
+            finally:
+                database.close()
 
-            batch.note(signed.heartbeat.device_id, await trio.to_thread.run_sync(work), moment)
-        except BodyTooLargeError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=413)
-        except UnknownDeviceError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
-        except SignatureError as exc:
-            log.warning("heartbeat refused from %s: %s", request.client, exc)
-            return JSONResponse({"error": str(exc)}, status_code=403)
-        except AgentError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        batch.note(signed.heartbeat.device_id, await trio.to_thread.run_sync(work), moment)
         return JSONResponse({"ok": True})
 
-    return [Route("/api/v1/heartbeat", heartbeat, methods=["POST"])]
+    return [api_route("/api/v1/heartbeat", heartbeat, methods=["POST"])]

@@ -16,12 +16,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from agent.errors import AgentError
 from agent.wire.gossip import MAX_RELAYED_RESULTS, RecordIds, RecordKey, RelayedResults
 from agent.wire.result import MAX_RECORD_BYTES
-from hub.api.request_body import BodyTooLargeError, read_json_model
+from hub.api.error_statuses import api_route
+from hub.api.request_body import read_json_model
 from hub.database import HubDatabase
 from hub.devices.results_store import ingest_result
 from hub.errors import UnknownDeviceError
@@ -88,30 +89,20 @@ def relay_routes(
     """The two routes; `in_database` runs a function with a database in a thread."""
 
     async def missing(request: Request) -> Response:
-        try:
-            ids = await read_json_model(request, RecordIds, request.url.path, 256 * 1024)
-        except BodyTooLargeError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=413)
-        except AgentError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        ids = await read_json_model(request, RecordIds, request.url.path, 256 * 1024)
         lacking = await in_database(lambda db: missing_results(db, ids.records))
         old_style = await in_database(lambda db: missing_record_ids(db, ids.record_ids))
         return JSONResponse({"missing_records": [key.model_dump() for key in lacking],
                              "missing": old_style})
 
     async def batch(request: Request) -> Response:
-        try:
-            results = await read_json_model(
-                request, RelayedResults, request.url.path, MAX_BATCH_BODY_BYTES
-            )
-        except BodyTooLargeError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=413)
-        except AgentError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        results = await read_json_model(
+            request, RelayedResults, request.url.path, MAX_BATCH_BODY_BYTES
+        )
         return JSONResponse(await in_database(lambda db: ingest_relayed(db, results)))
 
     return [
-        Route("/api/v1/results/missing", missing, methods=["POST"]),
-        Route("/api/v1/results/batch", batch, methods=["POST"]),
+        api_route("/api/v1/results/missing", missing, methods=["POST"]),
+        api_route("/api/v1/results/batch", batch, methods=["POST"]),
     ]
 

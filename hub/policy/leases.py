@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from agent.errors import AgentError, SignatureError
+from agent.errors import SignatureError
 from agent.policy.model import Disruption
 from agent.wire.lease import LeaseAnswer, LeaseRequest, SignedLeaseRequest
 from hub.database import HubDatabase
@@ -145,29 +145,21 @@ def lease_routes(hub_dir: HubDir,
     """POST /api/v1/leases: a SignedLeaseRequest in, a LeaseAnswer out."""
     import trio
 
-    from hub.api.request_body import BodyTooLargeError, read_body
+    from hub.api.error_statuses import api_route
+    from hub.api.request_body import read_body
 
     async def leases(request: Request) -> Response:
-        try:
-            body = await read_body(request, limit=8 * 1024)
-            signed = SignedLeaseRequest.from_bytes(body, "lease request")
+        body = await read_body(request, limit=8 * 1024)
+        signed = SignedLeaseRequest.from_bytes(body, "lease request")
 
-            def work() -> LeaseAnswer:
-                database = HubDatabase(hub_dir.database)
-                try:
-                    return handle_lease_request(database, signed, now())
-                finally:
-                    database.close()
+        def work() -> LeaseAnswer:
+            database = HubDatabase(hub_dir.database)
+            try:
+                return handle_lease_request(database, signed, now())
+            finally:
+                database.close()
 
-            answer = await trio.to_thread.run_sync(work)
-        except BodyTooLargeError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=413)
-        except UnknownDeviceError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
-        except SignatureError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=403)
-        except AgentError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        answer = await trio.to_thread.run_sync(work)
         return JSONResponse(answer.model_dump(mode="json"))
 
-    return [Route("/api/v1/leases", leases, methods=["POST"])]
+    return [api_route("/api/v1/leases", leases, methods=["POST"])]

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hub.api.error_statuses import api_route
 from hub.errors import TrackerRequestError
 from hub.releases.published_releases import PublishedReleases
 from hub.swarm.tracker import Swarms
@@ -88,7 +89,7 @@ def tracker_routes(
         body = await handle_scrape(swarms, published, request.scope.get("query_string", b""))
         return Response(body, media_type="text/plain")
 
-    return [
-        Route("/announce", announce, methods=["GET"]),
-        Route("/scrape", scrape, methods=["GET"]),
+    return [  # a refusal is a 200 (above); only a server fault reaches the error table
+        api_route("/announce", announce, methods=["GET"]),
+        api_route("/scrape", scrape, methods=["GET"]),
     ]

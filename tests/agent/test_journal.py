@@ -2,6 +2,7 @@
 
 import pytest
 
+from agent.errors import IllegalTransitionError
 from agent.journal import Journal
 from agent.lifecycle import (
     BEFORE_INSTALL,
@@ -9,7 +10,6 @@ from agent.lifecycle import (
     RECOVERY,
     TERMINAL,
     TRANSITIONS,
-    IllegalTransitionError,
     State,
 )
 

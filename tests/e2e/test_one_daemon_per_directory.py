@@ -159,7 +159,8 @@ def test_second_agent_run_is_refused_and_leaves_the_first_ones_seeded_payload_an
 
 
 def test_lock_file_names_its_holder_and_is_private(tmp_path):
-    from agent.instance_lock import AlreadyRunningError, hold_directory
+    from agent.errors import AlreadyRunningError
+    from agent.instance_lock import hold_directory
 
     with hold_directory(tmp_path, "meisitong-agent run"):
         lock = tmp_path / "daemon.lock"

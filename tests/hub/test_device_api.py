@@ -105,7 +105,7 @@ async def test_result_with_bad_signature_is_refused_and_not_stored(hub):
     await client.post("/api/v1/enroll", json=enroll_request(identity, token.secret).model_dump())
     forged = SignedResult.sign(result_for(identity), Ed25519PrivateKey.generate())
     response = await client.post("/api/v1/results", content=forged.to_bytes())
-    assert response.status_code == 400
+    assert response.status_code == 403
     assert "does not verify" in response.json()["error"]
     database = HubDatabase(hub_dir.database)
     assert database.query("SELECT * FROM results") == []

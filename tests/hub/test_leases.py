@@ -10,7 +10,8 @@ import pytest
 import trio
 
 from agent.device_identity import DeviceIdentity
-from agent.lease_client import LeaseClient, LeaseUnavailableError
+from agent.errors import LeaseUnavailableError
+from agent.lease_client import LeaseClient
 from agent.policy.model import Disruption
 from agent.wire.lease import LeaseRequest, SignedLeaseRequest
 from hub.database import HubDatabase
