@@ -13,13 +13,9 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from agent.errors import AgentError
+from agent.errors import JournalDetailError
 from agent.lifecycle import State
 from agent.wire.validation import StrictModel, describe_validation_error
-
-
-class JournalDetailError(AgentError):
-    """A deployment's journaled detail is not what this version can act on."""
 
 
 class DeploymentDetail(StrictModel):

@@ -88,6 +88,10 @@ class PolicyError(AgentError):
     """A group policy (TOML) is invalid; the message names the key and the reason."""
 
 
+class JournalDetailError(AgentError):
+    """A deployment's journaled detail is not what this version can act on."""
+
+
 class AlreadyRunningError(AgentError):
     """Another daemon holds this directory (agent/instance_lock.py)."""
 

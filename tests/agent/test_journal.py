@@ -200,7 +200,7 @@ def test_a_journal_with_the_older_flat_detail_still_loads_as_the_typed_record(tm
 
 
 def test_a_detail_of_the_wrong_type_is_refused_where_it_is_written(journal):
-    from agent.deployment_detail import JournalDetailError
+    from agent.errors import JournalDetailError
 
     journal.create(RELEASE, "demo", "1.0")
     with pytest.raises(JournalDetailError, match=r"entering scheduled: boots"):
