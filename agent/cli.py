@@ -79,6 +79,10 @@ def run(config_file: Path) -> None:
 
     config = AgentConfig.load(config_file)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    # urllib3 (under python-tuf) warns at each retry of a refused connection, three lines
+    # per file every poll while the hub is down; the daemon says so once itself, and
+    # `status` says since when (agent/hub_contact.py).
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     from agent.shutdown import run_until_signalled
 
     trio.run(run_until_signalled, AgentDaemon(config).run)

@@ -144,6 +144,10 @@ def test_without_peers_status_says_the_hub_is_unreachable_and_the_metadata_is_th
         wait_for(lambda: status(fleet, config)["status"]["metadata"]
                  != f"refresh FAILED at {failed_at}", 30, "another refresh to fail")
         assert status(fleet, config)["metadata_source"] == source  # still what is in use
+        # Said once at ERROR by the daemon, not three urllib3 warnings per file per poll.
+        log = (tmp_path / "alone.log").read_text()
+        assert "Retrying" not in log
+        assert log.count(" ERROR agent.daemon: refreshing metadata: cannot connect") == 1
         text = status_text(fleet, config)
         assert f"hub unreachable since {report['hub_contact']['since']}" in text
         assert f"source   the hub, at {refreshed_at}" in text
