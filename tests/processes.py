@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 BIN_DIR = Path(sys.executable).parent
 BIN_HUB = str(BIN_DIR / "meisitong-hub")
@@ -77,6 +78,19 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def serve_new_hub(self) -> str:
+        """`meisitong-hub init` at `hub_dir`, listening at `hub_url` (its seeder on a free
+        port of the same address), then `serve` (process "hub"), waited for until it
+        listens. Returns the enrollment token `init` wrote."""
+        url = urlsplit(self.hub_url)
+        address, port = str(url.hostname), int(url.port or 80)
+        self.command(BIN_HUB, "init", "--listen", f"{address}:{port}",
+                     "--seed-listen", f"{address}:{free_port(address)}")
+        token = (self.hub_dir / "enrollment-token").read_text().strip()
+        self.start("hub", BIN_HUB, "serve", "--dir", str(self.hub_dir))
+        wait_for(lambda: reachable(address, port), 30, "the hub to listen")
+        return token
 
     def hub_status(self) -> dict[str, Any]:
         return json.loads(self.command(BIN_HUB, "status", "--json").stdout)

@@ -6,15 +6,12 @@ online keys (snapshot, timestamp, rollout) but never the admin's offline keys.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,36 +32,12 @@ PAYLOAD = b"the payload " * 5000
 CUSTOM = {"meisitong": {"manifest": {"name": "app", "version": "1.0"}}}
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @dataclass
 class Hub:
     dir: HubDir
     repo: HubRepository
     url: str
     payload: Path
-
-
-@pytest.fixture
-def hub_dir(tmp_path: Path) -> HubDir:
-    return HubDir(tmp_path / "hub")
-
-
-@pytest.fixture
-def served(hub_dir: HubDir) -> Iterator[str]:
-    """The hub's repository directory over real HTTP: /metadata/ and /targets/."""
-    hub_dir.repository.mkdir(parents=True, exist_ok=True)
-    handler = functools.partial(_QuietHandler, directory=str(hub_dir.repository))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 @pytest.fixture
@@ -333,45 +306,31 @@ def test_invalid_enrollment_root_is_a_metadata_error(hub: Hub, tmp_path: Path) -
         _client(hub, tmp_path, root=b"not json")
 
 
-@pytest.fixture
-def requests_seen(served: str) -> list[str]:
-    """Paths the served hub was asked for, in order (from its access log)."""
-    seen: list[str] = []
-    original = _QuietHandler.log_message
-
-    def record(self: SimpleHTTPRequestHandler, format: str, *args: object) -> None:
-        seen.append(self.path)
-
-    _QuietHandler.log_message = record  # type: ignore[method-assign]
-    yield seen
-    _QuietHandler.log_message = original  # type: ignore[method-assign]
-
-
 def test_unchanged_timestamp_skips_the_chain(
-    hub: Hub, tmp_path: Path, requests_seen: list[str]
+    hub: Hub, tmp_path: Path, served_requests: list[str]
 ) -> None:
     client = _client(hub, tmp_path)
     assert client.refresh() is True
     assert client.rollout_document("canary") == b'{"group":"canary"}'
-    requests_seen.clear()
+    served_requests.clear()
 
     assert client.refresh() is False
-    assert requests_seen == ["/metadata/timestamp.json"], "no root N+1, snapshot or targets"
+    assert served_requests == ["/metadata/timestamp.json"], "no root N+1, snapshot or targets"
     assert client.full_refreshes == 1
     assert client.release_target(RELEASE).custom == CUSTOM, "the verified state is kept"
     assert client.rollout_document("canary") == b'{"group":"canary"}'
 
 
 def test_changed_timestamp_runs_the_chain_and_sees_the_change(
-    hub: Hub, tmp_path: Path, requests_seen: list[str]
+    hub: Hub, tmp_path: Path, served_requests: list[str]
 ) -> None:
     client = _client(hub, tmp_path)
     client.refresh()
     hub.repo.set_rollout_document("rollouts/canary.json", b'{"group":"canary","v":2}')
-    requests_seen.clear()
+    served_requests.clear()
 
     assert client.refresh() is True
-    assert "/metadata/2.root.json" in requests_seen
+    assert "/metadata/2.root.json" in served_requests
     assert client.full_refreshes == 2
     assert client.rollout_document("canary") == b'{"group":"canary","v":2}'
 
@@ -391,15 +350,15 @@ def test_unchanged_timestamp_that_expired_is_refused_as_a_freeze(
 
 
 def test_unchanged_timestamp_runs_the_chain_after_full_refresh_every(
-    hub: Hub, tmp_path: Path, requests_seen: list[str]
+    hub: Hub, tmp_path: Path, served_requests: list[str]
 ) -> None:
     """A root published without a new timestamp is still found, within that bound."""
     client = MetadataClient(tmp_path / "m", tmp_path / "t", hub.url, hub.repo.root_bytes(),
                             full_refresh_every=0)
     client.refresh()
-    requests_seen.clear()
+    served_requests.clear()
     assert client.refresh() is True
-    assert "/metadata/2.root.json" in requests_seen
+    assert "/metadata/2.root.json" in served_requests
 
 
 def test_unreachable_hub_after_a_refresh_is_still_a_metadata_error(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, reachable, wait_for
+from tests.processes import BIN_AGENT, Fleet, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +49,7 @@ def test_status_says_since_when_the_hub_is_unreachable_and_that_peers_served_met
     seed = f"{AGENTS['a']}:{gossip_ports['a']}"
     configs: dict[str, Path] = {}
     try:
-        fleet.command(BIN_HUB, "init", "--listen", f"{HUB}:{hub_port}",
-                      "--seed-listen", f"{HUB}:{free_port(HUB)}")
-        token = (fleet.hub_dir / "enrollment-token").read_text().strip()
-        fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: reachable(HUB, hub_port), 30, "the hub to listen")
+        token = fleet.serve_new_hub()
         for name, address in AGENTS.items():
             home = tmp_path / name
             (home / "root").mkdir(parents=True)
@@ -112,11 +108,7 @@ def test_without_peers_status_says_the_hub_is_unreachable_and_the_metadata_is_th
     hub_port = free_port(HUB)
     fleet = Fleet(tmp_path, tmp_path / "hub", f"http://{HUB}:{hub_port}")
     try:
-        fleet.command(BIN_HUB, "init", "--listen", f"{HUB}:{hub_port}",
-                      "--seed-listen", f"{HUB}:{free_port(HUB)}")
-        token = (fleet.hub_dir / "enrollment-token").read_text().strip()
-        fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: reachable(HUB, hub_port), 30, "the hub to listen")
+        token = fleet.serve_new_hub()
         home = tmp_path / "alone"
         (home / "root").mkdir(parents=True)
         config = home / "agent.toml"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.fleet import tar_bytes
-from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, reachable, wait_for
+from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +42,7 @@ def test_an_idle_devices_last_seen_advances_and_plan_counts_it(tmp_path):
     hub_port = free_port(HUB)
     fleet = Fleet(tmp_path, tmp_path / "hub", f"http://{HUB}:{hub_port}")
     try:
-        fleet.command(BIN_HUB, "init", "--listen", f"{HUB}:{hub_port}",
-                      "--seed-listen", f"{HUB}:{free_port(HUB)}")
-        token = (fleet.hub_dir / "enrollment-token").read_text().strip()
-        fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: reachable(HUB, hub_port), 30, "the hub to listen")
+        token = fleet.serve_new_hub()
         home = tmp_path / "agent"
         (home / "root").mkdir(parents=True)
         config = home / "agent.toml"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, reachable, wait_for
+from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -82,11 +82,7 @@ def test_one_device_at_a_time_and_a_dead_holders_lease_is_reclaimed(tmp_path):
     port = free_port(HUB)
     fleet = Fleet(tmp_path, tmp_path / "hub", f"http://{HUB}:{port}")
     try:
-        fleet.command(BIN_HUB, "init", "--listen", f"{HUB}:{port}",
-                      "--seed-listen", f"{HUB}:{free_port(HUB)}")
-        token = (fleet.hub_dir / "enrollment-token").read_text().strip()
-        fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: reachable(HUB, port), 30, "the hub to listen")
+        token = fleet.serve_new_hub()
         homes = []
         for number, address in enumerate(AGENTS, start=1):
             home = tmp_path / f"node-{number}"

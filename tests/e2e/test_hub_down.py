@@ -84,11 +84,7 @@ def test_hub_down_mid_rollout_site_carries_on_and_every_result_arrives_exactly_o
     seed = f"{AGENTS['a']}:{gossip_ports['a']}"
     homes, configs, devices = {}, {}, {}
     try:
-        fleet.command(BIN_HUB, "init", "--listen", f"{HUB}:{hub_port}",
-                      "--seed-listen", f"{HUB}:{free_port(HUB)}")
-        token = (fleet.hub_dir / "enrollment-token").read_text().strip()
-        fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
-        wait_for(lambda: reachable(HUB, hub_port), 30, "the hub to listen")
+        token = fleet.serve_new_hub()
         for name, address in AGENTS.items():
             home = homes[name] = tmp_path / name
             (home / "root").mkdir(parents=True)

@@ -5,7 +5,6 @@ misspelt group, `rollout start NAME` refusing to guess among several versions.
 Real hub directories through the real CLI (click's runner), real SQLite, real signing.
 """
 
-import json
 
 import pytest
 from click.testing import CliRunner
@@ -14,17 +13,7 @@ from agent.wire.result import Outcome
 from hub.cli.main import main
 from hub.errors import UnknownDeviceError
 from tests.fleet import tar_bytes
-from tests.hub.test_rollout_cli import RELEASE, enroll, report
-
-
-def run(hub, *args):
-    return CliRunner().invoke(main, [*args, "--dir", str(hub.root)])
-
-
-def ok(hub, *args):
-    result = run(hub, *args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+from tests.hub.test_rollout_cli import RELEASE, enroll, ok, report, run
 
 
 @pytest.fixture

@@ -2,40 +2,13 @@
 
 import base64
 
-import httpx
 import pytest
-import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from agent.device_identity import DeviceIdentity
 from agent.wire.enrollment import EnrollRequest
 from agent.wire.result import Outcome, ResultRecord, SignedResult
-from hub.api.web_app import make_app
 from hub.database import HubDatabase
-from hub.devices.enrollment import create_token
-from hub.hub_dir import HubDir
-
-
-@pytest.fixture
-async def hub(tmp_path, nursery):
-    hub_dir = HubDir(tmp_path / "hub")
-    hub_dir.root.mkdir()
-    database = HubDatabase.create(hub_dir.database)
-    token = create_token(database, "ab" * 32)
-    database.close()
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    shutdown = trio.Event()
-    binds = await nursery.start(
-        lambda task_status: serve(make_app(hub_dir), config, shutdown_trigger=shutdown.wait,
-                                  task_status=task_status)
-    )
-    async with httpx.AsyncClient(base_url=binds[0]) as client:
-        yield client, token, hub_dir
-    shutdown.set()
 
 
 def enroll_request(identity, token_secret, **changes):
@@ -58,8 +31,8 @@ def result_for(identity, record_id="6a0c8c6e-8a4e-4b38-9d1e-2a9a3f9c0001"):
     )
 
 
-async def test_device_enrolls_with_valid_token_and_its_results_are_stored_once(hub):
-    client, token, hub_dir = hub
+async def test_device_enrolls_with_valid_token_and_its_results_are_stored_once(api_hub):
+    client, token, hub_dir = api_hub
     identity = DeviceIdentity(Ed25519PrivateKey.generate())
     response = await client.post("/api/v1/enroll",
                                  json=enroll_request(identity, token.secret).model_dump())
@@ -79,8 +52,8 @@ async def test_device_enrolls_with_valid_token_and_its_results_are_stored_once(h
     database.close()
 
 
-async def test_unknown_token_is_refused(hub):
-    client, _token, hub_dir = hub
+async def test_unknown_token_is_refused(api_hub):
+    client, _token, hub_dir = api_hub
     identity = DeviceIdentity(Ed25519PrivateKey.generate())
     response = await client.post("/api/v1/enroll",
                                  json=enroll_request(identity, "x" * 43).model_dump())
@@ -88,8 +61,8 @@ async def test_unknown_token_is_refused(hub):
     assert "token" in response.json()["error"]
 
 
-async def test_enrollment_without_proof_of_key_is_refused(hub):
-    client, token, _ = hub
+async def test_enrollment_without_proof_of_key_is_refused(api_hub):
+    client, token, _ = api_hub
     identity = DeviceIdentity(Ed25519PrivateKey.generate())
     thief = DeviceIdentity(Ed25519PrivateKey.generate())
     request = enroll_request(identity, token.secret).model_dump()
@@ -99,8 +72,8 @@ async def test_enrollment_without_proof_of_key_is_refused(hub):
     assert "proof" in response.json()["error"]
 
 
-async def test_result_with_bad_signature_is_refused_and_not_stored(hub):
-    client, token, hub_dir = hub
+async def test_result_with_bad_signature_is_refused_and_not_stored(api_hub):
+    client, token, hub_dir = api_hub
     identity = DeviceIdentity(Ed25519PrivateKey.generate())
     await client.post("/api/v1/enroll", json=enroll_request(identity, token.secret).model_dump())
     forged = SignedResult.sign(result_for(identity), Ed25519PrivateKey.generate())
@@ -112,8 +85,8 @@ async def test_result_with_bad_signature_is_refused_and_not_stored(hub):
     database.close()
 
 
-async def test_result_from_unknown_device_is_refused(hub):
-    client, _, _ = hub
+async def test_result_from_unknown_device_is_refused(api_hub):
+    client, _, _ = api_hub
     identity = DeviceIdentity(Ed25519PrivateKey.generate())
     signed = SignedResult.sign(result_for(identity), identity.private_key)
     response = await client.post("/api/v1/results", content=signed.to_bytes())
@@ -128,8 +101,8 @@ async def test_result_from_unknown_device_is_refused(hub):
         (b"{" + b" " * 100_000 + b"}", 413, "larger than"),
     ],
 )
-async def test_malformed_result_bodies_get_a_clear_4xx(hub, body, status, words):
-    client, _, _ = hub
+async def test_malformed_result_bodies_get_a_clear_4xx(api_hub, body, status, words):
+    client, _, _ = api_hub
     response = await client.post("/api/v1/results", content=body)
     assert response.status_code == status
     assert words in response.json()["error"]

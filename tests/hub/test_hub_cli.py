@@ -20,11 +20,8 @@ root = "/opt/tool"
 
 
 @pytest.fixture
-def hub_dir(tmp_path):
-    directory = tmp_path / "hub"
-    result = CliRunner().invoke(main, ["init", "--dir", str(directory), "--json"])
-    assert result.exit_code == 0, result.output
-    return directory
+def hub_dir(initialized_hub_dir):
+    return initialized_hub_dir
 
 
 def run(*args, env=None):

@@ -12,7 +12,7 @@ import pytest
 from agent.device_identity import DeviceIdentity
 from agent.wire.result import Outcome, SignedResult
 from hub.database import HubDatabase
-from tests.hub.test_device_api import enroll_request, hub, result_for  # noqa: F401 - fixture
+from tests.hub.test_device_api import enroll_request, result_for
 
 SHARED_ID = "6a0c8c6e-8a4e-4b38-9d1e-2a9a3f9c00ff"
 
@@ -31,9 +31,9 @@ def signed(identity, outcome, record_id=SHARED_ID):
 
 
 async def test_a_record_posted_first_under_a_victims_record_id_does_not_erase_its_failure(
-    hub, tmp_path  # noqa: F811
+    api_hub, tmp_path
 ):
-    client, token, hub_dir = hub
+    client, token, hub_dir = api_hub
     victim = await enrolled(client, token, tmp_path, "victim")
     rogue = await enrolled(client, token, tmp_path, "rogue")
     rogues = signed(rogue, Outcome.INSTALLED)
@@ -105,8 +105,8 @@ HOSTILE_BODIES = {
 @pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
 @pytest.mark.parametrize("path", ["/api/v1/results", "/api/v1/enroll", "/api/v1/leases",
                                   "/api/v1/results/missing", "/api/v1/results/batch"])
-async def test_hostile_bodies_are_answered_400_not_500(hub, path, body):  # noqa: F811
-    client, _token, _hub_dir = hub
+async def test_hostile_bodies_are_answered_400_not_500(api_hub, path, body):
+    client, _token, _hub_dir = api_hub
     answer = await client.post(path, content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 400, answer.text
     assert "JSON" in answer.json()["error"]

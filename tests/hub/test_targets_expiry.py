@@ -9,12 +9,8 @@ it keeps the old targets and re-signs timestamp and snapshot with its online key
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,27 +27,9 @@ from hub.repository.offline_record import OfflineRecord
 from hub.repository.tuf_repository import HubRepository
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def hub(tmp_path: Path) -> HubDir:
-    return HubDir(tmp_path / "hub")
-
-
-@pytest.fixture
-def served(hub: HubDir) -> Iterator[str]:
-    hub.repository.mkdir(parents=True, exist_ok=True)
-    handler = functools.partial(_QuietHandler, directory=str(hub.repository))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def hub(hub_dir: HubDir) -> HubDir:
+    return hub_dir
 
 
 def cli(*args: str):

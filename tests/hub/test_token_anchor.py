@@ -36,11 +36,8 @@ from tests.fleet import free_port, start_hub
 
 
 @pytest.fixture
-def hub_dir(tmp_path):
-    directory = tmp_path / "hub"
-    result = CliRunner().invoke(main, ["init", "--dir", str(directory), "--json"])
-    assert result.exit_code == 0, result.output
-    return directory
+def hub_dir(initialized_hub_dir):
+    return initialized_hub_dir
 
 
 def swap_in_attackers_root(hub_dir, tmp_path) -> str:

@@ -3,15 +3,11 @@ HTTP on loopback."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
 import stat
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,28 +22,9 @@ from hub.repository.tuf_repository import HubRepository, ReleaseTargetEntry
 ROLLOUT_PATH = "rollouts/canary.json"
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def hub(tmp_path: Path) -> HubDir:
-    return HubDir(tmp_path / "hub")
-
-
-@pytest.fixture
-def served(hub: HubDir) -> Iterator[str]:
-    """The repository directory over HTTP: /metadata/ and /targets/ map to its subdirs."""
-    hub.repository.mkdir(parents=True, exist_ok=True)
-    handler = functools.partial(_QuietHandler, directory=str(hub.repository))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def hub(hub_dir: HubDir) -> HubDir:
+    return hub_dir
 
 
 def _updater(tmp_path: Path, url: str, root: bytes, name: str = "client") -> Updater:
