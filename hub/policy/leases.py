@@ -7,8 +7,8 @@ A holder that dies (power cut, kill -9) stops renewing, and its lease is reclaim
 expired, so the budget heals by itself. K and the lifetime come from the policy of the
 device's group as the hub has it (hub/policy/policies.py), never from what the device asks.
 
-Requests are signed by the device key and must be recent (`MAX_SKEW`). Store functions
-take `now`, so tests and simulations drive them on a mock clock.
+Requests are signed by the device key and must be recent (hub/devices/recent_request.py).
+Store functions take `now`, so tests and simulations drive them on a mock clock.
 """
 
 from __future__ import annotations
@@ -20,15 +20,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from agent.errors import SignatureError
 from agent.policy.model import Disruption
 from agent.wire.lease import LeaseAnswer, LeaseRequest, SignedLeaseRequest
 from hub.database import HubDatabase
-from hub.errors import UnknownDeviceError
+from hub.devices.recent_request import verify_recent_request
 from hub.hub_dir import HubDir
 from hub.policy.policies import group_policy
-
-MAX_SKEW = timedelta(minutes=5)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS leases (
@@ -117,19 +114,8 @@ def handle_lease_request(database: HubDatabase, signed: SignedLeaseRequest,
                          now: datetime) -> LeaseAnswer:
     """Verify who asks and when, then acquire or release under the group's budget."""
     request = signed.request
-    device = database.device(request.device_id)
-    if device is None or device.status != "accepted":
-        raise UnknownDeviceError(f"no accepted device {request.device_id!r}")
-    signed.verify(device.public_key)
-    try:
-        issued = datetime.fromisoformat(request.issued_at)
-    except ValueError:
-        raise SignatureError(
-            f"lease request: issued_at {request.issued_at!r} is not a time") from None
-    if issued.tzinfo is None or abs(now - issued) > MAX_SKEW:
-        raise SignatureError(
-            f"lease request from {request.device_id} issued at {request.issued_at}: not "
-            f"within {MAX_SKEW} of the hub's time (replayed, or a clock is wrong)")
+    device, _issued = verify_recent_request(database, request.device_id, request.issued_at,
+                                            signed.verify, "lease request", now)
     # The group is the hub's (enrolled, or assigned by the admin), not the one the
     # device names: a device claiming a group without a budget must not escape its own.
     request = request.model_copy(update={"group": device.group})
