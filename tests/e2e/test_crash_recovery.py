@@ -6,12 +6,17 @@ Real processes: each agent is `meisitong-agent run` in its own process, killed b
 SIGKILL from the crash-point test hook (agent/crash_points.py) right after the named
 transition is durably journaled, then started again as a service manager would. The
 hub (HTTP, TUF repository, seeder, tracker) runs in the test process on 127.0.0.1.
+
+Each case (release x transition x kill pattern) is a test id of its own; the cases run
+together once per module (`crash_runs`), eight agents at a time against one hub, as
+one expensive setup, and each test reports its own case.
 """
 
 from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import trio
@@ -99,20 +104,29 @@ def publish_releases(hub, workdir):
     return releases
 
 
-def crash_cases(releases):
-    """(release, crash plan): every transition of a file-tree and of a command-pair
-    install (the revert path's own two with the unhealthy release): killed once; twice in
-    a row at the same point (the restarted agent is killed again when it reaches that
-    point, by a new transition or by resuming there); and killed again at the first
-    transition the restarted agent journals, wherever that is."""
+KILL_PATTERNS = {
+    "once": lambda point: [point],
+    "twice": lambda point: [point, point],
+    "then-next": lambda point: [point, "*"],
+}
+
+
+def crash_cases():
+    """(release name, transition, kill pattern): every transition of a file-tree and of a
+    command-pair install (the revert path's own two with the unhealthy release): killed
+    once; twice in a row at the same point (the restarted agent is killed again when it
+    reaches that point, by a new transition or by resuming there); and killed again at
+    the first transition the restarted agent journals, wherever that is."""
     cases = []
     for installer in ("ft", "cp"):
         points = [(f"{installer}-ok", p) for p in GOOD_PATH]
         points += [(f"{installer}-bad", p) for p in REVERT_PATH]
         for release, point in points:
-            for plan in ([point], [point, point], [point, "*"]):
-                cases.append((releases[release], plan))
+            cases.extend((release, point, pattern) for pattern in KILL_PATTERNS)
     return cases
+
+
+CASES = crash_cases()
 
 
 def expected_outcome(release, plan):
@@ -123,43 +137,67 @@ def expected_outcome(release, plan):
     return "installed"
 
 
-async def test_sigkill_at_every_transition_recovers_to_new_or_identical_tree_with_one_result(
-    tmp_path, nursery
-):
-    def publish_and_roll_out(hub):
-        releases = publish_releases(hub, tmp_path)
-        for release in releases.values():
-            start_rollout(hub.hub_dir, release.target, release.name, new_group=True)
-        return releases
+def publish_and_roll_out(hub, workdir):
+    releases = publish_releases(hub, workdir)
+    for release in releases.values():
+        start_rollout(hub.hub_dir, release.target, release.name, new_group=True)
+    return releases
 
-    hub, releases = await start_hub_published(tmp_path, nursery, publish_and_roll_out)
-    cases = crash_cases(releases)
+
+async def run_cases(workdir: Path, cases: list[tuple[str, str, str]]
+                    ) -> dict[tuple[str, str, str], str | Exception]:
+    """Each case's report line, or what made it fail."""
+    outcomes: dict[tuple[str, str, str], str | Exception] = {}
     limiter = trio.CapacityLimiter(PARALLEL)
-    report: list[str] = []
-    failures: list[str] = []
+    async with trio.open_nursery() as nursery:
+        hub, releases = await start_hub_published(
+            workdir, nursery, lambda hub: publish_and_roll_out(hub, workdir))
 
-    async def run_case(number, release, plan):
-        async with limiter:
-            agent = Agent(hub, f"c{number:02d}", release.name, tmp_path / f"c{number:02d}")
-            old_version(agent.prefix)
-            before = tree_state(agent.prefix)
-            await agent.enroll()
-            try:
-                line = await check_case(agent, release, plan, before)
-                report.append(line)
-            except Exception as exc:  # collect all, fail once with the whole picture
-                failures.append(f"{agent.name} {release.name} {plan}: {exc!r}")
+        async def run_case(case):
+            release_name, point, pattern = case
+            release, plan = releases[release_name], KILL_PATTERNS[pattern](point)
+            number = CASES.index(case)
+            async with limiter:
+                agent = Agent(hub, f"c{number:02d}", release.name, workdir / f"c{number:02d}")
+                old_version(agent.prefix)
+                before = tree_state(agent.prefix)
+                try:
+                    await agent.enroll()
+                    outcomes[case] = await check_case(agent, release, plan, before)
+                except Exception as exc:  # kept for the case's own test to raise
+                    outcomes[case] = exc
 
-    async with trio.open_nursery() as cases_nursery:
-        for number, (release, plan) in enumerate(cases):
-            cases_nursery.start_soon(run_case, number, release, plan)
+        async with trio.open_nursery() as cases_nursery:
+            for case in cases:
+                cases_nursery.start_soon(run_case, case)
+        nursery.cancel_scope.cancel()  # the hub
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def crash_runs(request, tmp_path_factory):
+    """The cases this session selected, run at once (trio.run of their own: pytest-trio
+    fixtures are per test), and a summary printed for `-s`."""
+    selected = {item.callspec.params["case"] for item in request.session.items
+                if item.module is request.module and hasattr(item, "callspec")}
+    cases = [case for case in CASES if case in selected]
+    outcomes = trio.run(run_cases, tmp_path_factory.mktemp("crash"), cases)
+    report = sorted(line for line in outcomes.values() if isinstance(line, str))
     kills = sum(line.count("killed") for line in report)
-    print(f"\ncrash points tried: {len(cases)} runs over {len(cases) // 3} transitions "
-          f"(each: once, twice at the same point, then at the next step); {kills} SIGKILLs")
-    for line in sorted(report):
+    print(f"\ncrash points tried: {len(cases)} runs (each transition: once, twice at the "
+          f"same point, then at the next step); {kills} SIGKILLs")
+    for line in report:
         print("  " + line)
-    assert not failures, "\n".join(failures)
-    assert len(report) == len(cases)
+    return outcomes
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(case) for case in CASES])
+def test_sigkill_at_a_transition_recovers_to_new_or_identical_tree_with_one_result(
+    crash_runs, case
+):
+    outcome = crash_runs[case]
+    if isinstance(outcome, Exception):
+        raise outcome
 
 
 async def check_case(agent, release, plan, before):
