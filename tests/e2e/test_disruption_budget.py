@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.deployment_detail import DeploymentDetail
+from agent.lifecycle import State
 from tests.processes import BIN_AGENT, BIN_HUB, Fleet, free_port, wait_for
 
 pytestmark = pytest.mark.slow
@@ -55,13 +57,18 @@ def payload(directory: Path, version: str, check_seconds: float) -> tuple[Path, 
 
 
 def deployment(agent_home: Path, version: str) -> dict | None:
+    """The deployment's state and, per state, when it was entered (read through the
+    journal's own record, so a change of its JSON layout cannot break this test)."""
     db = sqlite3.connect(agent_home / "state/journal.db", timeout=10)
     try:
         row = db.execute("SELECT state, detail FROM deployments WHERE version = ?",
                          (version,)).fetchone()
     finally:
         db.close()
-    return None if row is None else {"state": row[0], **json.loads(row[1])}
+    if row is None:
+        return None
+    detail = DeploymentDetail.parse(json.loads(row[1]), f"{agent_home.name} {version}")
+    return {"state": row[0], "at": detail.at}
 
 
 def install_spans(homes: list[Path], version: str) -> list[tuple[float, float]]:
@@ -69,7 +76,7 @@ def install_spans(homes: list[Path], version: str) -> list[tuple[float, float]]:
     for home in homes:
         done = deployment(home, version)
         assert done is not None and done["state"] == "committed", (home.name, done)
-        spans.append((done["at_snapshotting"], done["at_committed"]))
+        spans.append((done["at"][State.SNAPSHOTTING], done["at"][State.COMMITTED]))
     return sorted(spans)
 
 
