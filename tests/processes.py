@@ -66,6 +66,16 @@ class Fleet:
             list(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    def stop(self, name: str) -> None:
+        """SIGTERM the process started as `name`, waited for (SIGKILL after 15 s)."""
+        process = self.processes[name]
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
     def stop_all(self) -> None:
         """End only the processes this demo started, by PID."""
         for process in self.processes.values():

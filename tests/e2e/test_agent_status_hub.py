@@ -10,8 +10,6 @@ hub stopped each says "hub unreachable since …" and takes its metadata from th
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,16 +28,6 @@ def status(fleet: Fleet, config: Path) -> dict:
 
 def status_text(fleet: Fleet, config: Path) -> str:
     return fleet.command(BIN_AGENT, "status", "--config", str(config)).stdout
-
-
-def stop(fleet: Fleet, name: str) -> None:
-    process = fleet.processes[name]
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def test_status_says_since_when_the_hub_is_unreachable_and_that_peers_served_metadata(tmp_path):
@@ -73,7 +61,7 @@ def test_status_says_since_when_the_hub_is_unreachable_and_that_peers_served_met
             assert "reachable, last answered at" in status_text(fleet, configs[name])
             assert "source   the hub, at" in status_text(fleet, configs[name])
 
-        stop(fleet, "hub")
+        fleet.stop("hub")
         for name in AGENTS:
             wait_for(lambda n=name: status(fleet, configs[n])["metadata_source"].get("source")
                      == "site peers", 60, f"{name} to refresh from its peer")
@@ -87,7 +75,7 @@ def test_status_says_since_when_the_hub_is_unreachable_and_that_peers_served_met
         assert f"source   site peer {AGENTS['b']}:{gossip_ports['b']} (hub unreachable)" in text
 
         # A restart does not forget since when the hub has been missing.
-        stop(fleet, "a")
+        fleet.stop("a")
         fleet.start("a", BIN_AGENT, "run", "--config", str(configs["a"]))
         wait_for(lambda: status(fleet, configs["a"])["metadata_source"]["at"]
                  > report["metadata_source"]["at"], 60, "a to refresh again after its restart")
@@ -124,7 +112,7 @@ def test_without_peers_status_says_the_hub_is_unreachable_and_the_metadata_is_th
         wait_for(lambda: status(fleet, config)["metadata_source"].get("source") == "hub",
                  60, "a refresh from the hub")
 
-        stop(fleet, "hub")
+        fleet.stop("hub")
         wait_for(lambda: status(fleet, config)["status"].get("metadata", "")
                  .startswith("refresh FAILED"), 60, "a refresh to fail")
         report = status(fleet, config)

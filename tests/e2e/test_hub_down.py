@@ -18,9 +18,7 @@ only the first agent as a seed).
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,16 +65,6 @@ def gossiped_results(home: Path) -> set[str]:
         return {key for (key,) in db.execute("SELECT key FROM entries WHERE kind = 'result'")}
 
 
-def stop(fleet: Fleet, name: str) -> None:
-    process = fleet.processes[name]
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def test_hub_down_mid_rollout_site_carries_on_and_every_result_arrives_exactly_once(tmp_path):
     hub_port = free_port(HUB)
     fleet = Fleet(tmp_path, tmp_path / "hub", f"http://{HUB}:{hub_port}")
@@ -113,7 +101,7 @@ def test_hub_down_mid_rollout_site_carries_on_and_every_result_arrives_exactly_o
         wait_for(lambda: len(hub_rows(fleet)) == 2, 90, "A and B to report to the hub")
 
         # 2. Hub down; C and D start: metadata and payload from their peers.
-        stop(fleet, "hub")
+        fleet.stop("hub")
         assert not reachable(HUB, hub_port)
         for name in ("c", "d"):
             fleet.start(name, BIN_AGENT, "run", "--config", str(configs[name]))
@@ -125,7 +113,7 @@ def test_hub_down_mid_rollout_site_carries_on_and_every_result_arrives_exactly_o
         wait_for(lambda: c_result <= gossiped_results(homes["a"]), 30, "C's result at A")
 
         # 3. C goes away; its result is only in its outbox and at its peers.
-        stop(fleet, "c")
+        fleet.stop("c")
 
         # 4. Hub back: everything arrives, once.
         fleet.start("hub", BIN_HUB, "serve", "--dir", str(fleet.hub_dir))
