@@ -228,10 +228,10 @@ class BranchOfficeRun:
                 if agent in verified_at:
                     continue
                 for (detail,) in self.journal_rows(agent, "SELECT detail FROM deployments"):
-                    values = json.loads(detail)
-                    if "at_verified" in values:
-                        verified_at[agent] = float(values["at_verified"])
-                        downloading_at[agent] = float(values.get("at_downloading", started))
+                    at = json.loads(detail).get("at", {})  # agent/deployment_detail.py
+                    if "verified" in at:
+                        verified_at[agent] = float(at["verified"])
+                        downloading_at[agent] = float(at.get("downloading", started))
             return len(verified_at) == len(agents)
 
         try:
