@@ -211,7 +211,9 @@ async def test_web_seed_alone_delivers_the_payload_when_nobody_seeds(tmp_path):
     print(f"\nweb seed only: {result['from_web_seed']} of {result['total_downloaded']} bytes "
           f"counted as from the web seed, {result['seconds']:.1f} s")
     assert result["web_seed_added"]
-    assert result["from_web_seed"] >= 0.9 * size
+    # Every byte: the last blocks, which libtorrent reports no finished alert for on a busy
+    # machine, count by whom they were asked of (tests/agent/test_unreported_blocks.py).
+    assert result["from_web_seed"] == size
 
 
 async def test_hub_upload_limit_binds_a_loopback_peer(tmp_path):

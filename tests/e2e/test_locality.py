@@ -69,9 +69,13 @@ async def test_hub_seeds_one_gateway_per_site_and_status_shows_bytes_per_site(tm
         [deployment] = daemon.journal.deployments()
         from_hub = deployment.detail.bytes_from_hub
         if daemon.identity.device_id in gateway_ids:
-            # Counted from libtorrent's block alerts, which can be dropped when seven
-            # sessions share one busy process: so only "some", not "most".
-            assert from_hub > 0
+            print(f"gateway {daemon.identity.device_id}: {from_hub} of {length} bytes "
+                  f"from the hub")
+            # A gateway's only source is the hub (its site's peers have only what it
+            # passed on). Its last blocks, which libtorrent reports no finished alert for
+            # on a busy machine, count by whom they were asked of
+            # (tests/agent/test_unreported_blocks.py).
+            assert from_hub >= 0.99 * length, (daemon.identity.device_id, from_hub)
         else:
             assert from_hub == 0, daemon.identity.device_id
     # The hub's seeder sent about one copy per site (its connections are gone by now:
