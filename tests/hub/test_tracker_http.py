@@ -84,19 +84,38 @@ async def test_published_releases_come_from_the_releases_table_both_hashes(tmp_p
     assert published.targets == frozenset({"releases/app/1.0.0/app.tar"})
 
 
-async def test_published_set_is_reread_at_most_once_per_max_age():
+async def test_a_release_found_is_cached_one_not_found_is_read_again_after_the_question():
     reads = []
     now = [0.0]
 
     def read():
         reads.append(now[0])
         from hub.releases.published_releases import PublishedSet
-        return PublishedSet(frozenset(), {V1: V1} if now[0] >= 1 else {})
+        return PublishedSet(frozenset(), {V1: V1} if now[0] >= 0.5 else {})
 
     published = PublishedReleases(read, max_age=1.0, clock=lambda: now[0])
-    assert await published.release_of(V1) is None
-    now[0] = 0.5
-    assert await published.release_of(V1) is None  # cached
-    now[0] = 1.0
+    assert await published.release_of(V1) is None  # read, and read-after: same instant
+    assert reads == [0.0]
+    now[0] = 0.5  # published meanwhile: a question now must see it, not wait for max_age
     assert await published.release_of(V1) == V1
-    assert reads == [0.0, 1.0]
+    now[0] = 1.2
+    assert await published.release_of(V1) == V1  # found: cached
+    assert reads == [0.0, 0.5]
+
+
+async def test_a_payload_published_a_moment_ago_is_served_at_once(tmp_path):
+    """The web seed's question right after `publish` returned: no 404 window."""
+    from hub.releases.published_releases import read_published
+
+    database = HubDatabase.create(tmp_path / "hub.sqlite")
+    published = PublishedReleases.from_database(tmp_path / "hub.sqlite", max_age=3600)
+    assert not await published.is_published_target("releases/app/1.0.0/app.tar")
+    with database.transaction() as db:
+        db.execute(
+            "INSERT INTO releases (target, name, version, severity, category, length, sha256,"
+            " torrent_target, info_hash_v1, info_hash_v2, published_at) VALUES "
+            "('releases/app/1.0.0/app.tar', 'app', '1.0.0', 'moderate', 'application', 1,"
+            " 'x', 't', ?, ?, 'now')", (V1.hex(), "ab" * 32))
+    database.close()
+    assert await published.is_published_target("releases/app/1.0.0/app.tar")
+    assert read_published(tmp_path / "hub.sqlite").targets
