@@ -68,6 +68,7 @@ class PublishedReleases:
         self._current: PublishedSet | None = None
         self._read_at = 0.0
         self._lock = trio.Lock()
+        self._miss_lock = trio.Lock()
 
     @classmethod
     def from_database(
@@ -92,17 +93,23 @@ class PublishedReleases:
             return self._current
 
     async def _read_after(self, asked: float) -> PublishedSet:
-        """A view read after `asked`: what was committed before the question is in it."""
-        async with self._lock:
+        """A view read after `asked`: what was committed before the question is in it.
+
+        Questions that found nothing wait for each other here, never for the lock that
+        questions answered from the cache take: a flood of unknown info-hashes slows
+        only itself."""
+        async with self._miss_lock:
             if self._current is not None and self._read_at >= asked:
                 return self._current
             wait = self._read_at + MISS_REREAD_SECONDS - self._clock()
             if wait > 0:
                 await trio.sleep(wait)
-            started = self._clock()
-            self._current = await trio.to_thread.run_sync(self._read)
-            self._read_at = started
-            return self._current
+            async with self._lock:
+                if self._current is None or self._read_at < asked:
+                    started = self._clock()
+                    self._current = await trio.to_thread.run_sync(self._read)
+                    self._read_at = started
+                return self._current
 
     def invalidate(self) -> None:
         """Read the table at the next question: the caller saw a release appear (the

@@ -8,6 +8,7 @@ from urllib.parse import quote_from_bytes
 
 import httpx
 import libtorrent as lt
+import trio
 from starlette.applications import Starlette
 
 from hub.database import HubDatabase
@@ -119,3 +120,35 @@ async def test_a_payload_published_a_moment_ago_is_served_at_once(tmp_path):
     database.close()
     assert await published.is_published_target("releases/app/1.0.0/app.tar")
     assert read_published(tmp_path / "hub.sqlite").targets
+
+
+async def test_questions_for_unknown_swarms_do_not_hold_up_published_ones(mock_clock):
+    """A flood of unknown info-hashes waits for its own re-reads (at most every 50 ms);
+    a published swarm's question is answered from the cache meanwhile."""
+    from hub.releases.published_releases import PublishedSet
+
+    # Mock time jumps only once every task has waited 0.2 s of real time: never while
+    # a read runs in its worker thread, so the reads happen when the test says.
+    mock_clock.autojump_threshold = 0.2
+
+    reads: list[float] = []
+
+    def read() -> PublishedSet:
+        reads.append(trio.from_thread.run_sync(trio.current_time))  # runs in a worker
+        return PublishedSet(frozenset(), {V1: V1})
+
+    published = PublishedReleases(read, max_age=3600, clock=trio.current_time)
+    assert await published.release_of(V1) == V1
+    await trio.sleep(1)  # the unknown swarms are asked about after that read
+    answered_at: list[float] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(published.release_of, b"\xff" * 20)  # re-read at once
+        await trio.sleep(0.01)
+        for n in range(20):  # asked within 50 ms of that read: they wait for the next
+            nursery.start_soon(published.release_of, bytes([n]) * 20)
+        await trio.sleep(0.02)  # they wait for their re-read now
+        started = trio.current_time()
+        assert await published.release_of(V1) == V1
+        answered_at.append(trio.current_time() - started)
+    assert answered_at == [0.0]
+    assert len(reads) == 3  # the first read, the first miss's, one for the 20 after it
