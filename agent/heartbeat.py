@@ -18,6 +18,7 @@ import trio
 import urllib3
 
 from agent.device_identity import DeviceIdentity
+from agent.hub_client import post_json
 from agent.hub_contact import HubContact
 from agent.wire.heartbeat import Heartbeat, SignedHeartbeat
 
@@ -55,17 +56,8 @@ class HeartbeatSender:
         return True
 
     def _post(self, body: bytes) -> tuple[int, str]:
-        pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(total=self.timeout))
-        try:
-            response = pool.request("POST", f"{self.hub_url}/api/v1/heartbeat", body=body,
-                                    headers={"content-type": "application/json"},
-                                    preload_content=False)
-            try:
-                return response.status, response.read(300).decode("utf-8", "replace")
-            finally:
-                response.release_conn()
-        finally:
-            pool.clear()
+        status, answer = post_json(f"{self.hub_url}/api/v1/heartbeat", body, self.timeout, 300)
+        return status, answer.decode("utf-8", "replace")
 
     async def run(self) -> None:
         while True:

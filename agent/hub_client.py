@@ -81,19 +81,9 @@ class HubClient:
         raise DeliveryError(f"hub answered HTTP {status}: {_error_text(content)}")
 
     def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        """Blocking, in a worker thread: POST JSON, return the status and at most 4 KiB
-        of the answer (an error text; the hub's answers to results are tiny)."""
-        pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(total=self.timeout))
-        try:
-            response = pool.request("POST", f"{self.hub_url}{path}", body=body,
-                                    headers={"content-type": "application/json"},
-                                    preload_content=False)
-            try:
-                return response.status, response.read(4096)
-            finally:
-                response.release_conn()
-        finally:
-            pool.clear()
+        """Blocking, in a worker thread: at most 4 KiB of the answer (an error text; the
+        hub's answers to results are tiny)."""
+        return post_json(f"{self.hub_url}{path}", body, self.timeout, 4096)
 
 
 def refused_for_good(status: int) -> bool:
@@ -109,3 +99,21 @@ def _error_text(content: bytes) -> str:
     except WireFormatError:
         return text[:200]
     return str(answer.get("error", ""))[:500] if isinstance(answer, dict) else text[:200]
+
+
+def post_json(url: str, body: bytes, timeout: float, limit: int) -> tuple[int, bytes]:
+    """Blocking (run it in a worker thread): POST a JSON body with urllib3, no retries
+    (the callers have their own), and return the status and at most `limit` bytes of the
+    answer. urllib3 rather than httpx: the TUF refresh loads it anyway, so an idle agent
+    posting results and heartbeats loads nothing more."""
+    pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(total=timeout))
+    try:
+        response = pool.request("POST", url, body=body,
+                                headers={"content-type": "application/json"},
+                                preload_content=False)
+        try:
+            return response.status, response.read(limit)
+        finally:
+            response.release_conn()
+    finally:
+        pool.clear()

@@ -20,6 +20,7 @@ from hub.cli.common import (
     friendly_errors,
     hub_dir_option,
     json_option,
+    open_database,
     parse_duration,
 )
 from hub.hub_dir import HubDir, resolve_hub_dir
@@ -121,12 +122,9 @@ def token_create(hub_dir: str | None, valid_for: str | None, max_uses: int | Non
 @friendly_errors
 def token_list(hub_dir: str | None, as_json: bool) -> None:
     """Every enrollment token by id, with its uses, expiry and state (never the secret)."""
-    from hub.database import HubDatabase
     from hub.devices.enrollment import list_tokens
 
-    directory = HubDir(resolve_hub_dir(hub_dir))
-    directory.require_initialized()
-    database = HubDatabase(directory.database)
+    database = open_database(hub_dir)
     try:
         tokens = list_tokens(database)
     finally:
@@ -148,12 +146,9 @@ def token_list(hub_dir: str | None, as_json: bool) -> None:
 @friendly_errors
 def token_revoke(hub_dir: str | None, token_id: str) -> None:
     """Refuse every later enrollment with TOKEN_ID (from `token list`, or the token)."""
-    from hub.database import HubDatabase
     from hub.devices.enrollment import revoke_token
 
-    directory = HubDir(resolve_hub_dir(hub_dir))
-    directory.require_initialized()
-    database = HubDatabase(directory.database)
+    database = open_database(hub_dir)
     try:
         revoke_token(database, token_id, admin_actor())
     finally:
@@ -287,11 +282,8 @@ def release_list(hub_dir: str | None, as_json: bool) -> None:
     """Every published release, newest first, with what `rollout start` needs."""
     from packaging.version import Version
 
-    from hub.database import HubDatabase
 
-    directory = HubDir(resolve_hub_dir(hub_dir))
-    directory.require_initialized()
-    database = HubDatabase(directory.database)
+    database = open_database(hub_dir)
     try:
         rows = [dict(row) for row in database.query(
             "SELECT name, version, severity, category, length, sha256, target, published_at "

@@ -386,19 +386,18 @@ class HubRepository:
         return dict(load_state(self.hub_dir.metadata).rollout.signed.targets)
 
     def root_bytes(self) -> bytes:
-        """The newest root metadata, byte for byte as served (enrollment tokens pin it)."""
-        path = self.hub_dir.metadata / "root.json"
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise RepositoryError(f"cannot read {path}: {exc.strerror}") from None
+        """The newest root metadata, byte for byte as served."""
+        return self._served_metadata("root.json")
 
     def root_sha256(self) -> str:
         return hashlib.sha256(self.root_bytes()).hexdigest()
 
     def root_v1_bytes(self) -> bytes:
         """The first root metadata as served: enrollment starts from it and chains on."""
-        path = self.hub_dir.metadata / "1.root.json"
+        return self._served_metadata("1.root.json")
+
+    def _served_metadata(self, name: str) -> bytes:
+        path = self.hub_dir.metadata / name
         try:
             return path.read_bytes()
         except OSError as exc:
