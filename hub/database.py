@@ -7,6 +7,7 @@ on (device, record id), so relays may deliver a record any number of times.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sqlite3
 from contextlib import AbstractContextManager
@@ -80,6 +81,19 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 
+SCHEMA_MODULES: tuple[str, ...] = (
+    # Sub-packages that keep tables of their own, one line each: a module with a
+    # `SCHEMA` string of idempotent statements (CREATE ... IF NOT EXISTS), applied when
+    # a database is created and every time one is opened, so a hub created by an
+    # earlier version gains the tables it lacks.
+)
+
+
+def _apply_module_schemas(db: sqlite3.Connection) -> None:
+    for name in SCHEMA_MODULES:
+        db.executescript(importlib.import_module(name).SCHEMA)
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -106,11 +120,13 @@ class HubDatabase:
         self._db = open_durable(path)
         self._db.row_factory = sqlite3.Row
         upgrade_results_table(self._db)
+        _apply_module_schemas(self._db)
 
     @classmethod
     def create(cls, path: Path) -> HubDatabase:
         database = cls(path)
         database._db.executescript(SCHEMA)
+        _apply_module_schemas(database._db)
         path.chmod(0o600)
         return database
 
