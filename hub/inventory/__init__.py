@@ -1,0 +1,1 @@
+"""What each device runs, as its own signed inventory records said (issue: Know the fleet)."""
