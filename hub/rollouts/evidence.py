@@ -38,7 +38,9 @@ class RolloutProgress:
     """Audience devices no stage includes (below 100 % at the final stage)."""
 
 
-def gather_progress(db: sqlite3.Connection, record: RolloutRecord) -> RolloutProgress:
+def stage_membership(db: sqlite3.Connection, record: RolloutRecord) -> dict[str, int | None]:
+    """Every accepted device of the rollout's audience and the stage it joins in (None:
+    no stage includes it), as the agents decide it themselves."""
     entry = record.entry()
     audience = sorted(record.audience_groups)
     marks = ",".join("?" * len(audience))
@@ -49,10 +51,14 @@ def gather_progress(db: sqlite3.Connection, record: RolloutRecord) -> RolloutPro
         f"grp IN ({marks})",
         audience,
     ).fetchall()
-    joins = {
+    return {
         device: joining_stage(entry, device, group, _bucket(device, record.release))
         for device, group in devices
     }
+
+
+def gather_progress(db: sqlite3.Connection, record: RolloutRecord) -> RolloutProgress:
+    joins = stage_membership(db, record)
 
     latest: dict[str, bool] = {}
     arrival: dict[str, int] = {}

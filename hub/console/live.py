@@ -1,0 +1,194 @@
+"""Live rollout progress for the console: one watcher of the database for every viewer.
+
+Results reach the hub's database from this process (the device API) and from others
+sharing the SQLite file (a CLI, a second hub). `PRAGMA data_version` on one connection
+of ours changes whenever any other connection commits, and costs no table read, so one
+task asks it every `POLL_SECONDS` while someone watches and sleeps otherwise: an idle hub
+with no console open pays nothing. When it changes, or when the tracker's view of a
+watched release's swarms changes (`downloading`: hub/console/rollout_progress.py), the
+task recomputes each watched rollout once, whatever the number of viewers, and hands the
+new progress to every viewer of that rollout whose copy differs.
+
+Viewers never block the watcher: each keeps only the latest progress offered to it and
+an event; a slow client skips intermediate states and gets the newest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from hub.console.rollout_progress import SwarmView, rollout_progress, swarm_hashes, swarm_view
+from hub.database import HubDatabase
+from hub.rollouts.store import ensure_rollout_schema, read_rollout
+from hub.swarm.tracker import Swarms
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+KEEPALIVE_SECONDS = 15.0
+"""An SSE comment this often keeps proxies from closing a quiet stream."""
+
+RolloutKey = tuple[str, str]
+"""(release target, group)."""
+
+Progress = dict[str, Any]
+
+
+class Viewer:
+    """One console client's stream: the latest progress offered to it, once each."""
+
+    def __init__(self) -> None:
+        self.latest: Progress | None = None
+        self._offered = trio.Event()
+
+    def offer(self, progress: Progress) -> None:
+        self.latest = progress
+        self._offered.set()
+
+    async def next(self) -> Progress:
+        """The next progress offered since the last call (waits for one)."""
+        await self._offered.wait()
+        self._offered = trio.Event()
+        assert self.latest is not None
+        return self.latest
+
+
+class LiveRollouts:
+    """Watches the database for viewers of rollouts; run `run` in the serving nursery."""
+
+    def __init__(self, database_path: Path, swarms: Swarms | None = None,
+                 poll_seconds: float = POLL_SECONDS) -> None:
+        self.database_path = database_path
+        self.swarms = swarms
+        self.poll_seconds = poll_seconds
+        self._viewers: dict[RolloutKey, set[Viewer]] = {}
+        self._progress: dict[RolloutKey, Progress] = {}
+        self._views: dict[RolloutKey, dict[str, int]] = {}
+        self._hashes: dict[str, tuple[bytes, ...]] = {}
+        self._wake = trio.Event()
+        self._db: sqlite3.Connection | None = None
+        self._data_version: int | None = None
+        self.recomputed = 0
+        """How many times a rollout's progress was computed (tests check the fan-out)."""
+
+    @contextmanager
+    def watch(self, release: str, group: str) -> Iterator[Viewer]:
+        """A viewer of one rollout for as long as the block runs; its first progress
+        comes at once if another viewer's is current, else within one poll."""
+        key = (release, group)
+        viewer = Viewer()
+        self._viewers.setdefault(key, set()).add(viewer)
+        if key in self._progress:
+            viewer.offer(self._progress[key])
+        self._wake.set()
+        try:
+            yield viewer
+        finally:
+            viewers = self._viewers.get(key, set())
+            viewers.discard(viewer)
+            if not viewers:
+                self._viewers.pop(key, None)
+                self._progress.pop(key, None)
+                self._views.pop(key, None)
+
+    @property
+    def viewers(self) -> int:
+        return sum(len(viewers) for viewers in self._viewers.values())
+
+    async def run(self) -> None:
+        """Poll while anyone watches; a failing poll is logged and tried again."""
+        try:
+            while True:
+                if not self._viewers:
+                    await self._wake.wait()
+                self._wake = trio.Event()
+                try:
+                    await self._poll()
+                except Exception:  # noqa: BLE001 - a locked database must not end serve
+                    log.exception("console: could not read rollout progress; trying again")
+                with trio.move_on_after(self.poll_seconds):
+                    await self._wake.wait()
+        finally:
+            if self._db is not None:
+                self._db.close()
+
+    async def _poll(self) -> None:
+        keys = list(self._viewers)
+        views = {key: swarm_view(self.swarms, self._hashes.get(key[0], ())) for key in keys}
+        stale = [key for key in keys
+                 if key not in self._progress or views[key] != self._views.get(key)]
+        computed = await trio.to_thread.run_sync(self._read, keys, stale, views)
+        for key, progress in computed.items():
+            self._views[key] = views[key]
+            if key not in self._viewers or progress == self._progress.get(key):
+                continue
+            self._progress[key] = progress
+            for viewer in self._viewers[key]:
+                viewer.offer(progress)
+
+    # -- in a worker thread ---------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            database = HubDatabase(self.database_path)
+            try:
+                ensure_rollout_schema(database)
+            finally:
+                database.close()
+            # Used from one worker thread at a time (this task awaits each read).
+            self._db = sqlite3.connect(self.database_path, isolation_level=None,
+                                       check_same_thread=False, timeout=5)
+            self._db.row_factory = sqlite3.Row
+        return self._db
+
+    def _read(self, keys: list[RolloutKey], stale: list[RolloutKey],
+              views: dict[RolloutKey, dict[str, int]]) -> dict[RolloutKey, Progress]:
+        db = self._connection()
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        changed = version != self._data_version
+        self._data_version = version
+        wanted = keys if changed else stale
+        if not wanted:
+            return {}
+        db.execute("BEGIN")  # one consistent read of rollouts and results
+        try:
+            out = {}
+            for release, group in wanted:
+                if release not in self._hashes:
+                    self._hashes[release] = swarm_hashes(db, release)
+                out[(release, group)] = self.compute(db, release, group, views[(release, group)])
+            return out
+        finally:
+            db.execute("COMMIT")
+
+    def compute(self, db: sqlite3.Connection, release: str, group: str,
+                view: SwarmView) -> Progress:
+        self.recomputed += 1
+        record = read_rollout(db, release, group)
+        if record is None:
+            return {"release": release, "group": group, "gone": True}
+        return rollout_progress(db, record, view)
+
+
+async def event_stream(live: LiveRollouts, release: str, group: str,
+                       keepalive: float = KEEPALIVE_SECONDS) -> AsyncIterator[str]:
+    """Server-sent events for one rollout: `event: progress` with the JSON progress each
+    time it changes (the first at once), a comment line every `keepalive` seconds."""
+    with live.watch(release, group) as viewer:
+        yield "retry: 2000\n\n"
+        while True:
+            progress = None
+            with trio.move_on_after(keepalive):
+                progress = await viewer.next()
+            if progress is None:
+                yield ": keepalive\n\n"
+                continue
+            yield f"event: progress\ndata: {json.dumps(progress, sort_keys=True)}\n\n"
