@@ -86,6 +86,7 @@ SCHEMA_MODULES: tuple[str, ...] = (
     # `SCHEMA` string of idempotent statements (CREATE ... IF NOT EXISTS), applied when
     # a database is created and every time one is opened, so a hub created by an
     # earlier version gains the tables it lacks.
+    "hub.inventory.schema",
 )
 
 

@@ -76,3 +76,13 @@ class RootAnchorMismatchError(HubError):
 
 class BodyTooLargeError(HubError):
     """A request body exceeds its route's limit (answered 413)."""
+
+
+class InventoryBaseMissingError(HubError):
+    """An inventory diff names a base (full record) the hub does not hold for that
+    device (answered 409: the device sends a full record next)."""
+
+
+class InventoryDigestMismatchError(HubError):
+    """An inventory diff applied to its base does not give the package list its record
+    claims (answered 422: the device sends a full record next)."""

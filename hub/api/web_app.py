@@ -34,6 +34,7 @@ from hub.devices.relayed_results import relay_routes
 from hub.devices.results_store import ingest_result
 from hub.errors import HubError
 from hub.hub_dir import HubDir
+from hub.inventory.routes import inventory_routes
 from hub.policy.leases import lease_routes
 from hub.releases.published_releases import PublishedReleases
 
@@ -154,6 +155,7 @@ def make_app(
         )),
         Mount("/payloads", PublishedPayloads(payload_files, published)),
         *relay_routes(in_database),
+        *inventory_routes(in_database),
         *lease_routes(hub_dir),
         *extra_routes,
     ]
