@@ -81,7 +81,8 @@ class AgentDaemon:
         self.hub_contact = HubContact(self.journal)  # for `status`: reachable, metadata source
         # Tells the hub this device is alive while it has nothing to report.
         self.heartbeat = HeartbeatSender(self.hub_url, self.identity, self.hub_contact,
-                                         config.hub.heartbeat_interval, config.hub.timeout)
+                                         config.hub.heartbeat_interval, config.hub.timeout,
+                                         audit_head=self.metadata.audit_head)
         # The group's signed policy decides when to install and reboot (agent/policy/).
         self.policy_source = PolicySource(self.metadata, self.state.root / "policy",
                                           self.identity.device_id, config.agent.group)

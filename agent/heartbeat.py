@@ -6,12 +6,15 @@ start, so an idle device costs the hub one verify and, batched, a row update.
 A heartbeat the hub does not get is no error: it is retried at the next interval, and
 `status` says the hub is unreachable meanwhile. It goes out with urllib3 (which the TUF
 refresh has loaded anyway) in a worker thread, not httpx: an idle agent loads no httpx.
+Each heartbeat repeats the audit head the device's verified timestamp carries
+(agent/wire/audit_head.py), as a witness the hub keeps for auditors.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import trio
@@ -20,6 +23,7 @@ import urllib3
 from agent.device_identity import DeviceIdentity
 from agent.hub_client import post_json
 from agent.hub_contact import HubContact
+from agent.wire.audit_head import AuditHead
 from agent.wire.heartbeat import Heartbeat, SignedHeartbeat
 
 log = logging.getLogger(__name__)
@@ -27,17 +31,20 @@ log = logging.getLogger(__name__)
 
 class HeartbeatSender:
     def __init__(self, hub_url: str, identity: DeviceIdentity, contact: HubContact,
-                 interval: float, timeout: float = 30.0) -> None:
+                 interval: float, timeout: float = 30.0,
+                 audit_head: Callable[[], AuditHead | None] = lambda: None) -> None:
         self.hub_url = hub_url.rstrip("/")
         self.identity = identity
         self.contact = contact
         self.interval = interval
         self.timeout = timeout
+        self.audit_head = audit_head
 
     async def send(self) -> bool:
         """One heartbeat; True if the hub took it."""
         heartbeat = Heartbeat(device_id=self.identity.device_id,
-                              issued_at=datetime.now(UTC).isoformat(timespec="seconds"))
+                              issued_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                              audit_head=await trio.to_thread.run_sync(self.audit_head))
         body = SignedHeartbeat.sign(heartbeat, self.identity.private_key).to_bytes()
         try:
             status, text = await trio.to_thread.run_sync(self._post, body,

@@ -45,6 +45,7 @@ from urllib3.exceptions import NewConnectionError
 
 from agent.errors import MetadataError, PayloadVerificationError, TargetNotFoundError
 from agent.target_size_caps import check_target_size
+from agent.wire.audit_head import AuditHead, audit_head_in
 from agent.wire.rollout import rollout_target_path
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,17 @@ class MetadataClient:
         # ngclient's verified roles; a private attribute, so its absence means "check".
         roles = getattr(updater, "_trusted_set", None)
         return roles is not None and not any(role.is_expired(now) for role in roles)
+
+    def audit_head(self) -> AuditHead | None:
+        """The hub's audit-chain head as the trusted timestamp carries it, for the
+        heartbeat to witness (agent/wire/audit_head.py); None if there is none yet.
+        Reads the file ngclient persists only after verifying it, so it is safe to call
+        from another thread than the one refreshing."""
+        try:
+            timestamp = Metadata.from_bytes((self.metadata_dir / "timestamp.json").read_bytes())
+        except (OSError, DeserializationError):
+            return None
+        return audit_head_in(timestamp.signed.unrecognized_fields)
 
     def release_target(self, path: str) -> TargetFile:
         """The admin-signed target at `path`. Paths under `rollouts/` are refused: only

@@ -46,11 +46,20 @@ class MetadataSection(StrictModel):
     refresh_check_interval: float = Field(default=300.0, ge=1, le=86400)
 
 
+class AuditSection(StrictModel):
+    anchor_interval: float = Field(
+        default=60.0, ge=1, le=86400,
+        description="seconds between checks whether the audit head moved; when it did, "
+        "the timestamp is re-signed carrying it (hub/audit/anchor.py)",
+    )
+
+
 class HubConfig(StrictModel):
     server: ServerSection = ServerSection()
     seeding: SeedingSection = SeedingSection()
     tracker: TrackerSection = TrackerSection()
     metadata: MetadataSection = MetadataSection()
+    audit: AuditSection = AuditSection()
 
     @property
     def public_url(self) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.sqlite_durable import immediate_transaction, open_durable
+from hub.audit.chain import append as append_audit_entry
 from hub.devices.results_identity import RESULTS_INDEX, RESULTS_TABLE, upgrade_results_table
 
 SCHEMA = """
@@ -87,6 +88,8 @@ SCHEMA_MODULES: tuple[str, ...] = (
     # a database is created and every time one is opened, so a hub created by an
     # earlier version gains the tables it lacks.
     "hub.inventory.schema",
+    "hub.audit.chain",
+    "hub.audit.witnesses",
 )
 
 
@@ -145,11 +148,9 @@ class HubDatabase:
     def audit(
         self, db: sqlite3.Connection, actor: str, action: str, subject: str, **detail: Any
     ) -> None:
-        """Append to the audit log inside the caller's transaction."""
-        db.execute(
-            "INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
-            (utc_now(), actor, action, subject, json.dumps(detail, sort_keys=True)),
-        )
+        """Append to the audit log inside the caller's transaction: hash-chained and
+        signed (hub/audit/chain.py)."""
+        append_audit_entry(self.path, db, actor, action, subject, detail)
 
     # devices -----------------------------------------------------------------
 

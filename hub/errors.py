@@ -86,3 +86,7 @@ class InventoryBaseMissingError(HubError):
 class InventoryDigestMismatchError(HubError):
     """An inventory diff applied to its base does not give the package list its record
     claims (answered 422: the device sends a full record next)."""
+
+
+class AuditQueryError(HubError):
+    """An audit log query is invalid (a filter that is no instant, a bad limit)."""

@@ -7,8 +7,10 @@ Tasks, all in one nursery: the HTTP server (Hypercorn's trio worker), the libtor
 seeder, a loop that starts seeding releases published while the server runs, a loop that
 re-signs the timestamp before it expires, a loop that records how many payload bytes
 left the hub (seeder and web seed) so `status` can show it, the rollout controller
-(hub/rollouts/runner.py), which advances and halts rollouts as results arrive, and the
-writer of devices' last-seen times from their heartbeats (hub/devices/presence.py).
+(hub/rollouts/runner.py), which advances and halts rollouts as results arrive, the
+writer of devices' last-seen times from their heartbeats (hub/devices/presence.py), and
+the audit anchor, which re-signs the timestamp carrying the audit chain's head when it
+moved (hub/audit/anchor.py; once before serving, then every `[audit] anchor_interval`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from agent.instance_lock import hold_directory
 from agent.listen_address import bound_tcp_socket
 from hub.api.web_app import CountingFiles, make_app
+from hub.audit.anchor import anchor_head
 from hub.config import HubConfig
 from hub.database import HubDatabase
 from hub.devices.presence import LastSeenBatch, heartbeat_routes
@@ -91,6 +94,7 @@ class HubServer:
         http_config.accesslog = None
         http_config.errorlog = logging.getLogger("hub.http")  # type: ignore[assignment]
         await self._repair_target_files()
+        await self._anchor_audit_head()  # agents' first timestamp already carries it
         try:
             async with trio.open_nursery() as nursery:
                 # HTTP first: the seeder announces at once when a torrent is added, and a
@@ -100,6 +104,7 @@ class HubServer:
                 await self._seed_new_releases()
                 nursery.start_soon(self._release_loop)
                 nursery.start_soon(self._metadata_loop)
+                nursery.start_soon(self._audit_anchor_loop)
                 nursery.start_soon(self._stats_loop)
                 nursery.start_soon(self.last_seen.run)
                 nursery.start_soon(self.rollout_rules.run)
@@ -174,6 +179,17 @@ class HubServer:
             except Exception:
                 log.exception("could not refresh timestamp metadata; agents will see it expire")
             await trio.sleep(self.config.metadata.refresh_check_interval)
+
+    async def _anchor_audit_head(self) -> None:
+        try:
+            await trio.to_thread.run_sync(anchor_head, self.hub_dir)
+        except Exception:
+            log.exception("could not anchor the audit head in the timestamp; retrying")
+
+    async def _audit_anchor_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.audit.anchor_interval)
+            await self._anchor_audit_head()
 
     async def _stats_loop(self) -> None:
         while True:

@@ -1,8 +1,6 @@
-"""`meisitong-hub devices …` and `audit`: the fleet and the audit log."""
+"""`meisitong-hub devices …`: the fleet."""
 
 from __future__ import annotations
-
-import json
 
 import click
 from rich.table import Table
@@ -86,26 +84,3 @@ def devices_group(hub_dir: str | None, device: str, group: str, offline_keys: st
                  Path(offline_keys) if offline_keys else None, actor=admin_actor(),
                  new_group=new_group)
     console.print(f"device {device} is now in group {group} (signed assignment published)")
-
-
-@click.command()
-@hub_dir_option
-@json_option
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-@friendly_errors
-def audit(hub_dir: str | None, as_json: bool, limit: int) -> None:
-    """Who did what, when: the append-only audit log, newest last."""
-    database = open_database(hub_dir)
-    try:
-        rows = [dict(row) for row in database.query(
-            "SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id", (limit,))]
-    finally:
-        database.close()
-    for row in rows:
-        row["detail"] = json.loads(row["detail"])
-    if as_json:
-        emit_json(rows)
-        return
-    for row in rows:
-        console.print(f"{row['at']}  {row['actor']:<24} {row['action']:<16} {row['subject']}  "
-                      f"{json.dumps(row['detail'], sort_keys=True)}", highlight=False)

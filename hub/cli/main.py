@@ -305,9 +305,11 @@ def release_list(hub_dir: str | None, as_json: bool) -> None:
 
 
 def _register_command_groups() -> None:
-    from hub.cli.devices import audit, devices
+    from hub.cli.audit import audit
+    from hub.cli.devices import devices
     from hub.cli.rollout import rollout
 
+    command: click.Command
     for command in (rollout, devices, audit):
         main.add_command(command)
     from hub.cli.policy import plan, policy

@@ -11,6 +11,9 @@ taken from that device (a captured one cannot be replayed), and notes the hub's 
 seconds later (`FLUSH_SECONDS`), so a fleet's heartbeats cost one fsync per batch, not
 one per device; idle, its task sleeps until a heartbeat arrives. `devices list` and
 `plan` read `devices.last_seen`, which results and enrollment set as well.
+
+A heartbeat that carries the audit chain's head (agent/wire/audit_head.py) is kept, as
+received, as that device's witness of it (hub/audit/witnesses.py), in the same batch.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from agent.errors import SignatureError
 from agent.wire.heartbeat import MAX_HEARTBEAT_BYTES, SignedHeartbeat
 from hub.api.error_statuses import api_route
 from hub.api.request_body import read_body
+from hub.audit.witnesses import Witness, record
 from hub.database import HubDatabase
 from hub.devices.recent_request import verify_recent_request
 
@@ -48,6 +52,7 @@ class LastSeenBatch:
         self.database_path = database_path
         self.flush_seconds = flush_seconds
         self.pending: dict[str, str] = {}
+        self.witnesses: dict[str, Witness] = {}
         self._last_issued: dict[str, datetime] = {}
         self._arrived = trio.Event()
 
@@ -62,9 +67,11 @@ class LastSeenBatch:
                                                 "heartbeat", now)
         return issued
 
-    def note(self, device_id: str, issued: datetime, now: datetime) -> None:
+    def note(self, device_id: str, issued: datetime, now: datetime,
+             witness: Witness | None = None) -> None:
         """Take a verified heartbeat (in the event loop's thread, as `run` reads these):
-        refused if not later than the last one taken from the device."""
+        refused if not later than the last one taken from the device. `witness`: the
+        audit head it carried, to keep."""
         last = self._last_issued.get(device_id)
         if last is not None and issued <= last:
             raise SignatureError(
@@ -72,9 +79,11 @@ class LastSeenBatch:
                 f"the last one taken (replayed)")
         self._last_issued[device_id] = issued
         self.pending[device_id] = _stamp(now)
+        if witness is not None:
+            self.witnesses[device_id] = witness
         self._arrived.set()
 
-    def write(self, batch: dict[str, str]) -> None:
+    def write(self, batch: dict[str, str], witnesses: list[Witness] | None = None) -> None:
         """Write one batch in one transaction (never moving a time backwards)."""
         database = HubDatabase(self.database_path)
         try:
@@ -83,6 +92,7 @@ class LastSeenBatch:
                     "UPDATE devices SET last_seen = ? WHERE device_id = ? AND "
                     "(last_seen IS NULL OR last_seen < ?)",
                     [(seen, device_id, seen) for device_id, seen in batch.items()])
+                record(db, witnesses or [])
         finally:
             database.close()
 
@@ -90,13 +100,16 @@ class LastSeenBatch:
         """Write what is pending; returns how many devices. What fails to be written is
         kept for the next flush."""
         batch, self.pending = self.pending, {}
+        witnesses, self.witnesses = self.witnesses, {}
         if not batch:
             return 0
         try:
-            await trio.to_thread.run_sync(self.write, batch)
+            await trio.to_thread.run_sync(self.write, batch, list(witnesses.values()))
         except BaseException:
             for device_id, seen in batch.items():
                 self.pending.setdefault(device_id, seen)
+            for device_id, witness in witnesses.items():
+                self.witnesses.setdefault(device_id, witness)
             raise
         return len(batch)
 
@@ -131,7 +144,12 @@ def heartbeat_routes(batch: LastSeenBatch,
             finally:
                 database.close()
 
-        batch.note(signed.heartbeat.device_id, await trio.to_thread.run_sync(work), moment)
+        heartbeat = signed.heartbeat
+        issued = await trio.to_thread.run_sync(work)
+        witness = None if heartbeat.audit_head is None else Witness(
+            heartbeat.device_id, heartbeat.audit_head, heartbeat.issued_at, body,
+            _stamp(moment))
+        batch.note(heartbeat.device_id, issued, moment, witness)
         return JSONResponse({"ok": True})
 
     return [api_route("/api/v1/heartbeat", heartbeat, methods=["POST"])]

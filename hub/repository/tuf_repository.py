@@ -377,6 +377,24 @@ class HubRepository:
         logger.info("re-signed timestamp v%d", state.timestamp.signed.version)
         return True
 
+    def set_timestamp_field(self, name: str, value: Any) -> bool:
+        """Carry `value` under `name` in the signed timestamp (an extra field: python-tuf
+        keeps it as `unrecognized_fields`, every later re-signing keeps it, standard
+        clients ignore it). Re-signs the timestamp only if the value changed; returns
+        whether it did. The audit chain's head travels this way (hub/audit/anchor.py)."""
+        with self._locked():
+            state = load_state(self.hub_dir.metadata)
+            if state.timestamp.signed.unrecognized_fields.get(name) == value:
+                return False
+            snapshot_signer, timestamp_signer = self._freshness_signers(state)
+            state.timestamp.signed.unrecognized_fields[name] = value
+            files = self._freshness_files(state, {}, snapshot_signer, timestamp_signer,
+                                          resign_snapshot=False)
+            self._write(files)
+        logger.info("re-signed timestamp v%d with a new %s", state.timestamp.signed.version,
+                    name)
+        return True
+
     # -- reading --------------------------------------------------------------------
 
     def release_targets(self) -> dict[str, TargetFile]:
