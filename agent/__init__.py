@@ -28,4 +28,5 @@ SHARED_WITH_HUB = (
     "agent.shutdown",
     "agent.instance_lock",
     "agent.listen_address",
+    "agent.log_format",        # both daemons' log lines (text or JSON) have one shape
 )

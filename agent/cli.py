@@ -14,6 +14,7 @@ import click
 
 from agent.config import DEFAULT_CONFIG_FILE, AgentConfig
 from agent.errors import AgentError
+from agent.log_format import LogFormat, configure_logging, use_configured_format
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,12 +41,12 @@ def friendly_errors(command: F) -> F:
 @click.group()
 @click.version_option(package_name="meisitong", prog_name="meisitong-agent")
 @click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
-def main(verbose: int) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="log lines as text, or one JSON object each [default: the config's "
+              "[logging] format for run, else text]")
+def main(verbose: int, log_format: LogFormat | None) -> None:
     """Meisitong endpoint agent."""
-    logging.basicConfig(
-        level=logging.WARNING - 10 * verbose,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(logging.WARNING - 10 * verbose, log_format)
 
 
 @main.command()
@@ -78,6 +79,7 @@ def run(config_file: Path) -> None:
     from agent.daemon import AgentDaemon
 
     config = AgentConfig.load(config_file)
+    use_configured_format(config.logging.format)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
     # urllib3 (under python-tuf) warns at each retry of a refused connection, three lines
     # per file every poll while the hub is down; the daemon says so once itself, and

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.errors import ConfigError
-from agent.listen_address import host_port
+from agent.listen_address import host_port, is_loopback
+from agent.log_format import LogFormat
 from agent.wire.decoding import decode_toml
 from agent.wire.validation import NAME_PATTERN, StrictModel, parse_model
 
@@ -91,12 +92,55 @@ class LifecycleSection(StrictModel):
     free_space_reserve: int = Field(default=64 * 1024 * 1024, ge=0, description="bytes")
 
 
+class MetricsSection(StrictModel):
+    """Prometheus metrics (agent/metrics/), off unless `listen` or `textfile` is set:
+    a listener on this machine's loopback, or a file for node-exporter's textfile
+    collector, rewritten every `interval` seconds."""
+
+    listen: str = Field(default="", description="IP:PORT, e.g. 127.0.0.1:9108")
+    allow_remote: bool = Field(default=False,
+                               description="let `listen` be an address other than loopback")
+    textfile: Path | None = Field(default=None, description="e.g. /var/lib/node_exporter/"
+                                  "textfile_collector/meisitong.prom")
+    interval: float = Field(default=15.0, ge=1, le=3600)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return host_port(value, "listen") if value else value
+
+    @field_validator("textfile")
+    @classmethod
+    def _textfile(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"must be an absolute path, got {str(value)!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _loopback_only(self) -> MetricsSection:
+        if self.listen and not self.allow_remote and not is_loopback(self.listen):
+            raise ValueError(
+                f"listen {self.listen!r} is not a loopback address: the metrics listener "
+                "has no authentication; set allow_remote = true to listen there anyway")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen or self.textfile)
+
+
+class LoggingSection(StrictModel):
+    format: LogFormat = "text"
+
+
 class AgentConfig(StrictModel):
     agent: AgentSection = AgentSection()
     hub: HubSection = HubSection()
     p2p: P2PSection = P2PSection()
     lifecycle: LifecycleSection = LifecycleSection()
     gossip: GossipSection = GossipSection()
+    metrics: MetricsSection = MetricsSection()
+    logging: LoggingSection = LoggingSection()
 
     @property
     def hub_url(self) -> str:

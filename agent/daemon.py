@@ -9,12 +9,16 @@ A failure of one cycle (hub unreachable, bad metadata) is logged and retried; th
 daemon keeps running. So does any exception we did not foresee in a cycle or a delivery:
 the data behind it came from the hub or a peer, and may be hostile (issue 12); it is
 logged with its traceback and shown in `status`, and the next cycle comes as planned.
+With `[metrics]` set, the nursery also holds the metrics task (agent/metrics/, imported
+only then).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -51,6 +55,9 @@ from agent.start_recovery import prepare_start
 from agent.state_dir import StateDir
 from agent.wire.release import ReleaseInfo
 from agent.wire.rollout import GroupRollouts
+
+if TYPE_CHECKING:
+    from agent.metrics.agent_metrics import AgentReadings
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,8 @@ class AgentDaemon:
             max_boots=config.lifecycle.max_boots,
             free_space_reserve=config.lifecycle.free_space_reserve,
         )
+        self.metadata_refreshed_at: float | None = None  # Unix time, for metrics
+        self.metadata_refresh_failures = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # Before anything is counted or cleaned up: a second daemon here must not start.
@@ -137,6 +146,11 @@ class AgentDaemon:
                 nursery.start_soon(self._outbox_loop)
                 nursery.start_soon(self.heartbeat.run)
                 await nursery.start(self.gate.run)  # renews held disruption-budget leases
+                if self.config.metrics.enabled:
+                    from agent.metrics.exporter import MetricsExporter
+
+                    await nursery.start(
+                        MetricsExporter(self.config.metrics, self.metrics_readings).run)
                 task_status.started()
                 await self._main_loop()
         finally:
@@ -185,9 +199,11 @@ class AgentDaemon:
             chains_before = self.metadata.full_refreshes
             source = await refresh_metadata(self.metadata, fetcher)
         except MetadataError as exc:
+            self.metadata_refresh_failures += 1
             self.journal.set_status("metadata", f"refresh FAILED at {utc_now()}")
             self.hub_contact.refresh_failed(exc, fetcher.hub_error if fetcher else None)
             raise
+        self.metadata_refreshed_at = time.time()
         ran = self.metadata.full_refreshes > chains_before
         what = "refreshed" if ran else "unchanged (the trusted timestamp)"
         self.journal.set_status("metadata", f"{what} at {utc_now()}")
@@ -253,6 +269,21 @@ class AgentDaemon:
             # Older deployments of this name waiting for a window would now be downgrades.
             for superseded in supersede_waiting(self.ctx, finished.name):
                 await self.gate.finished(superseded)
+
+    def metrics_readings(self) -> AgentReadings:
+        """What `[metrics]` exports, read now (agent/metrics/agent_metrics.py)."""
+        from agent.metrics.agent_metrics import AgentReadings
+
+        return AgentReadings(
+            deployments=self.journal.state_counts(),
+            installs_blocked=bool(self.journal.blocking()),
+            metadata_refreshed_at=self.metadata_refreshed_at,
+            metadata_refresh_failures=self.metadata_refresh_failures,
+            outbox_pending=self.journal.outbox_counts()[1],
+            downloaded=dict(self.peers.downloaded),
+            uploaded=self.peers.uploaded_bytes(),
+            libtorrent_session=self.peers.active,
+        )
 
     async def deliver_results(self) -> int:
         """Send what the outbox holds until the hub has it all or cannot be reached;

@@ -284,6 +284,11 @@ class Journal:
                 "UPDATE outbox SET delivered_at = ? WHERE record_id = ?", (utc_now(), record_id)
             )
 
+    def state_counts(self) -> dict[str, int]:
+        """How many deployments are in each lifecycle state (metrics: one grouped read)."""
+        return {state: count for state, count in self._db.execute(
+            "SELECT state, COUNT(*) FROM deployments GROUP BY state")}
+
     def outbox_counts(self) -> tuple[int, int]:
         """(delivered, waiting)."""
         row = self._db.execute(

@@ -60,3 +60,12 @@ def host_port(value: str, key: str) -> str:
     except ValueError:
         raise ValueError(f"{key}: {host!r} is not an IP address") from None
     return value
+
+
+def is_loopback(address: str) -> bool:
+    """Whether IP:PORT names a loopback address (127.0.0.0/8, ::1)."""
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -73,6 +73,10 @@ class OnDemandPeerSession:
         self._created = trio.Event()
         self.sessions_created = 0
         """How many sessions this object has made (tests and status)."""
+        self.downloaded = {"peers": 0, "hub-seeder": 0, "web-seed": 0}
+        """Payload bytes of finished downloads since start, by whom they came from
+        (DownloadResult; agent/metrics/)."""
+        self._uploaded_by_closed = 0
 
     @property
     def active(self) -> bool:
@@ -94,11 +98,15 @@ class OnDemandPeerSession:
         self._downloads += 1
         try:
             session = self._session or self._create()
-            return await session.download(
+            result = await session.download(
                 torrent_bytes, save_dir, tracker_url, web_seed_url=web_seed_url,
                 web_seed_after=web_seed_after, timeout=timeout, on_progress=on_progress,
                 recheck=recheck,
             )
+            self.downloaded["peers"] += result.from_peers
+            self.downloaded["hub-seeder"] += result.from_hub_seeder
+            self.downloaded["web-seed"] += result.from_web_seed
+            return result
         finally:
             self._downloads -= 1
 
@@ -111,6 +119,11 @@ class OnDemandPeerSession:
             return await self._session.remove(info_hash_v1, timeout)
         finally:
             self._downloads -= 1
+
+    def uploaded_bytes(self) -> int:
+        """Payload bytes sent to peers since start, by every session this object made."""
+        live = 0 if self._session is None else self._session.uploaded_bytes()
+        return self._uploaded_by_closed + live
 
     def seeding(self) -> list[str]:
         """v1 info-hashes (hex) the session holds; none without a session."""
@@ -143,6 +156,7 @@ class OnDemandPeerSession:
                 await self._drop()
         finally:
             if self._session is not None:
+                self._uploaded_by_closed += self._session.uploaded_bytes()
                 self._session.close()
                 self._session = None
 
@@ -161,6 +175,7 @@ class OnDemandPeerSession:
         session, self._session = self._session, None
         self._created = trio.Event()
         if session is not None:
+            self._uploaded_by_closed += session.uploaded_bytes()
             # libtorrent's shutdown waits (up to stop_tracker_timeout) for the tracker.
             await trio.to_thread.run_sync(session.close)
             del session

@@ -284,6 +284,7 @@ class PeerSession:
         """v1 -> handle of torrents removed from the session, not yet confirmed gone."""
         self._flush_timeout = flush_timeout
         self.listen = listen
+        self._uploaded_by_removed = 0
 
     async def download(
         self,
@@ -465,6 +466,7 @@ class PeerSession:
     def _drop(self, v1: str) -> None:
         torrent = self._torrents.pop(v1, None)
         if torrent is not None:
+            self._uploaded_by_removed += torrent.handle.status().total_payload_upload
             self._by_handle.pop(torrent.handle, None)
             self._closing[v1] = torrent.handle
             self._session.remove_torrent(torrent.handle)
@@ -492,6 +494,11 @@ class PeerSession:
         log.warning("%s: libtorrent has not confirmed its removal after %.0f s",
                     info_hash_v1, timeout)
         return False
+
+    def uploaded_bytes(self) -> int:
+        """Payload bytes this session has sent to peers, removed torrents included."""
+        return self._uploaded_by_removed + sum(
+            torrent.handle.status().total_payload_upload for torrent in self._torrents.values())
 
     def seeding(self) -> list[str]:
         """v1 info-hashes (hex) of the torrents this session holds."""

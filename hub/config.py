@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from agent.listen_address import host_port
+from agent.log_format import LogFormat
 from agent.wire.decoding import decode_toml
 from agent.wire.validation import StrictModel, parse_model
 from hub.errors import HubConfigError
@@ -54,12 +55,31 @@ class AuditSection(StrictModel):
     )
 
 
+class MetricsSection(StrictModel):
+    """`GET /metrics` on the serving port (hub/metrics/; README "Metrics")."""
+
+    enabled: bool = True
+    bearer_token_file: Path | None = Field(
+        default=None, description="if set, /metrics asks for `Authorization: Bearer` "
+        "with the token this file holds")
+    online_within: float = Field(
+        default=1800.0, gt=0, le=30 * 86400,
+        description="seconds: a device heard from within this is online, else stale "
+        "(two of the agents' default 15-minute heartbeats)")
+
+
+class LoggingSection(StrictModel):
+    format: LogFormat = "text"
+
+
 class HubConfig(StrictModel):
     server: ServerSection = ServerSection()
     seeding: SeedingSection = SeedingSection()
     tracker: TrackerSection = TrackerSection()
     metadata: MetadataSection = MetadataSection()
     audit: AuditSection = AuditSection()
+    metrics: MetricsSection = MetricsSection()
+    logging: LoggingSection = LoggingSection()
 
     @property
     def public_url(self) -> str:

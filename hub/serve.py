@@ -11,6 +11,7 @@ left the hub (seeder and web seed) so `status` can show it, the rollout controll
 writer of devices' last-seen times from their heartbeats (hub/devices/presence.py), and
 the audit anchor, which re-signs the timestamp carrying the audit chain's head when it
 moved (hub/audit/anchor.py; once before serving, then every `[audit] anchor_interval`).
+`GET /metrics` (hub/metrics/) is on the same port unless `[metrics] enabled = false`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import secrets
 from pathlib import Path
+from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -32,6 +34,10 @@ from hub.database import HubDatabase
 from hub.devices.presence import LastSeenBatch, heartbeat_routes
 from hub.errors import RepositoryError
 from hub.hub_dir import HubDir
+from hub.metrics.endpoint import metrics_routes, read_bearer_token
+from hub.metrics.fleet_state import FleetStateCache
+from hub.metrics.hub_metrics import HubMetrics, ProcessCounts
+from hub.metrics.request_timing import RequestTiming
 from hub.releases.published_releases import PublishedReleases
 from hub.repository.target_files import repair_target_files
 from hub.repository.tuf_repository import HubRepository
@@ -42,6 +48,10 @@ from hub.swarm.tracker import Swarms
 from hub.swarm.tracker_http import tracker_routes
 
 log = logging.getLogger(__name__)
+
+
+def _ignore(*_args: object) -> None:
+    """What a hub without metrics does with what they would count."""
 
 RELEASE_POLL_SECONDS = 2.0
 STATS_FLUSH_SECONDS = 2.0
@@ -64,12 +74,28 @@ class HubServer:
         site_of = DeviceSites(hub_dir.database).site_of
         # Devices' signed heartbeats, their last-seen times written in batches.
         self.last_seen = LastSeenBatch(hub_dir.database)
+        # Prometheus metrics (hub/metrics/): made before the app, which reports to them.
+        self.metrics: HubMetrics | None = None
+        metrics_route = []
+        if config.metrics.enabled:
+            token_file = config.metrics.bearer_token_file
+            self.metrics = HubMetrics(
+                FleetStateCache(hub_dir.database, config.metrics.online_within),
+                self._process_counts)
+            metrics_route = metrics_routes(
+                self.metrics, read_bearer_token(token_file) if token_file else None)
         self.app = make_app(
             hub_dir,
-            [*tracker_routes(self.swarms, self.published, site_of),
-             *heartbeat_routes(self.last_seen)],
+            [*tracker_routes(self.swarms, self.published, site_of,
+                             self.metrics.announce_answered if self.metrics else _ignore),
+             *heartbeat_routes(self.last_seen),
+             *metrics_route],
             self.published,
+            on_ingested=self.metrics.result_ingested if self.metrics else _ignore,
         )
+        # What Hypercorn serves: the app, timed per route when metrics are on.
+        self.asgi: Any = self.app if self.metrics is None else RequestTiming(
+            self.app, self.app.router.routes, self.metrics.observe_request)
         self.seeder = HubSeeder(
             listen=config.seeding.listen,
             upload_limit=config.seeding.upload_limit,
@@ -99,7 +125,7 @@ class HubServer:
             async with trio.open_nursery() as nursery:
                 # HTTP first: the seeder announces at once when a torrent is added, and a
                 # refused first announce makes libtorrent back off for 15 s or more.
-                await nursery.start(hypercorn_serve, self.app, http_config)
+                await nursery.start(hypercorn_serve, self.asgi, http_config)
                 await nursery.start(self.seeder.run)
                 await self._seed_new_releases()
                 nursery.start_soon(self._release_loop)
@@ -195,6 +221,21 @@ class HubServer:
         while True:
             await trio.sleep(STATS_FLUSH_SECONDS)
             await trio.to_thread.run_sync(self._flush_stats)
+
+    def _process_counts(self) -> ProcessCounts:
+        """Bytes sent since start and the tracker's swarms, for a scrape (event loop's
+        thread: the swarms are only touched there)."""
+        payload_files: CountingFiles = self.app.state.payload_files
+        seeder = sum(stats.total_payload_upload for stats in self.seeder.stats().values())
+        peers = {"seeder": 0, "leecher": 0}
+        hashes = self.swarms.info_hashes()
+        for info_hash in hashes:
+            counts = self.swarms.counts(info_hash)
+            if counts is not None:
+                peers["seeder"] += counts.complete
+                peers["leecher"] += counts.incomplete
+        return ProcessCounts({"seeder": seeder, "web-seed": sum(payload_files.sent.values())},
+                             peers, len(hashes))
 
     def _flush_stats(self) -> None:
         """Record bytes sent as totals over every run of the hub: libtorrent's and the

@@ -105,9 +105,12 @@ def make_app(
     hub_dir: HubDir,
     extra_routes: Sequence[BaseRoute] = (),
     published: PublishedReleases | None = None,
+    on_ingested: Callable[[str, bool], None] = lambda outcome, stored: None,
 ) -> Starlette:
     """The ASGI app. `extra_routes` carries the tracker's routes; `published` is the view
-    of published releases the web seed serves (read from the hub database if not given)."""
+    of published releases the web seed serves (read from the hub database if not given);
+    `on_ingested(outcome, stored)` is told of every result record that verified (the
+    hub's metrics count them)."""
     published = published or PublishedReleases.from_database(hub_dir.database)
     # Refused requests are not counted: the counters are per release.
     payload_files = CountingFiles(StaticFiles(directory=hub_dir.payloads, check_dir=False))
@@ -137,6 +140,7 @@ def make_app(
     async def results(request: Request) -> Response:
         signed = SignedResult.from_bytes(await read_body(request), "result record")
         outcome = await in_database(lambda db: ingest_result(db, signed))
+        on_ingested(signed.record.outcome, outcome.stored)
         return JSONResponse({"stored": outcome.stored}, status_code=201 if outcome.stored else 200)
 
     async def health(request: Request) -> Response:
@@ -154,7 +158,7 @@ def make_app(
             published, hashed=True,
         )),
         Mount("/payloads", PublishedPayloads(payload_files, published)),
-        *relay_routes(in_database),
+        *relay_routes(in_database, on_ingested),
         *inventory_routes(in_database),
         *lease_routes(hub_dir),
         *extra_routes,

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 from rich.text import Text
 
+from agent.log_format import LogFormat, configure_logging
 from hub.cli.common import (
     admin_actor,
     console,
@@ -29,10 +30,12 @@ from hub.hub_dir import HubDir, resolve_hub_dir
 @click.group()
 @click.version_option(package_name="meisitong", prog_name="meisitong-hub")
 @click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
-def main(verbose: int) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="log lines as text, or one JSON object each [default: hub.toml's "
+              "[logging] format for serve, else text]")
+def main(verbose: int, log_format: LogFormat | None) -> None:
     """Meisitong hub: publish signed releases, roll them out, watch the fleet."""
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING - 10 * verbose, log_format)
 
 
 @main.command()
@@ -212,9 +215,12 @@ def serve(hub_dir: str | None) -> None:
     directory = HubDir(resolve_hub_dir(hub_dir))
     directory.require_initialized()
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    from agent.log_format import use_configured_format
     from agent.shutdown import run_until_signalled
 
-    server = HubServer(directory, HubConfig.load(directory.config_file))
+    config = HubConfig.load(directory.config_file)
+    use_configured_format(config.logging.format)
+    server = HubServer(directory, config)
     trio.run(run_until_signalled, server.run)
 
 

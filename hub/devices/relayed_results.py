@@ -63,7 +63,9 @@ def missing_record_ids(database: HubDatabase, record_ids: list[str]) -> list[str
     return [record_id for record_id in record_ids if record_id not in held]
 
 
-def ingest_relayed(database: HubDatabase, batch: RelayedResults) -> dict[str, Any]:
+def ingest_relayed(database: HubDatabase, batch: RelayedResults,
+                   on_ingested: Callable[[str, bool], None] = lambda outcome, stored: None,
+                   ) -> dict[str, Any]:
     stored: list[str] = []
     duplicate: list[str] = []
     held: list[dict[str, str]] = []
@@ -75,6 +77,7 @@ def ingest_relayed(database: HubDatabase, batch: RelayedResults) -> dict[str, An
         except (AgentError, UnknownDeviceError) as exc:
             refused.append({**key, "error": str(exc)})
             continue
+        on_ingested(signed.record.outcome, outcome.stored)
         (stored if outcome.stored else duplicate).append(key["record_id"])
         held.append(key)
     if refused:
@@ -85,8 +88,11 @@ def ingest_relayed(database: HubDatabase, batch: RelayedResults) -> dict[str, An
 
 def relay_routes(
     in_database: Callable[[Callable[[HubDatabase], Any]], Awaitable[Any]],
+    on_ingested: Callable[[str, bool], None] = lambda outcome, stored: None,
 ) -> list[BaseRoute]:
-    """The two routes; `in_database` runs a function with a database in a thread."""
+    """The two routes; `in_database` runs a function with a database in a thread;
+    `on_ingested(outcome, stored)` is told of every record that verified (from that
+    thread)."""
 
     async def missing(request: Request) -> Response:
         ids = await read_json_model(request, RecordIds, request.url.path, 256 * 1024)
@@ -99,7 +105,7 @@ def relay_routes(
         results = await read_json_model(
             request, RelayedResults, request.url.path, MAX_BATCH_BODY_BYTES
         )
-        return JSONResponse(await in_database(lambda db: ingest_relayed(db, results)))
+        return JSONResponse(await in_database(lambda db: ingest_relayed(db, results, on_ingested)))
 
     return [
         api_route("/api/v1/results/missing", missing, methods=["POST"]),

@@ -38,8 +38,10 @@ async def handle_announce(
     raw_query: bytes,
     remote_ip: str,
     site_of: SiteLookup | None = None,
+    answered: Callable[[bool], None] = lambda accepted: None,
 ) -> bytes:
-    """The whole announce, refusals included, as bytes to send back with HTTP 200."""
+    """The whole announce, refusals included, as bytes to send back with HTTP 200;
+    `answered(accepted)` is told which it was (the hub's metrics count them)."""
     try:
         request = parse_announce(raw_query, remote_ip)
         release = await published.release_of(request.info_hash)
@@ -50,10 +52,13 @@ async def handle_announce(
         site = None
         if request.device is not None and site_of is not None:
             site = await site_of(request.device)
-        return swarms.announce(request, site, release)
+        answer = swarms.announce(request, site, release)
     except TrackerRequestError as exc:
         log.info("announce refused from %s: %s", remote_ip, exc)
+        answered(False)
         return failure(str(exc))
+    answered(True)
+    return answer
 
 
 async def handle_scrape(swarms: Swarms, published: PublishedReleases, raw_query: bytes) -> bytes:
@@ -73,15 +78,18 @@ async def handle_scrape(swarms: Swarms, published: PublishedReleases, raw_query:
 
 
 def tracker_routes(
-    swarms: Swarms, published: PublishedReleases, site_of: SiteLookup | None = None
+    swarms: Swarms, published: PublishedReleases, site_of: SiteLookup | None = None,
+    answered: Callable[[bool], None] = lambda accepted: None,
 ) -> list[Route]:
     """GET /announce and GET /scrape backed by `swarms`, for the releases in `published`;
-    `site_of` tells an announcing device's site."""
+    `site_of` tells an announcing device's site; `answered(accepted)` hears of each
+    announce."""
 
     async def announce(request: Request) -> Response:
         remote_ip = request.client.host if request.client else ""
         body = await handle_announce(
-            swarms, published, request.scope.get("query_string", b""), remote_ip, site_of
+            swarms, published, request.scope.get("query_string", b""), remote_ip, site_of,
+            answered,
         )
         return Response(body, media_type="text/plain")
 

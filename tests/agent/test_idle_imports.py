@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("libtorrent", "httpx", "psutil", "agent.peer_session")
+HEAVY = ("libtorrent", "httpx", "psutil", "agent.peer_session", "prometheus_client")
 
 
 def _loaded_after(code: str) -> list[str]:
