@@ -28,6 +28,7 @@ from agent import __version__
 from hub.metrics.fleet_state import FleetState, FleetStateCache
 
 PREFIX = "meisitong_hub"
+DEVICE_STATUSES = ("accepted", "pending", "removed")  # hub/devices/enrollment.py
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 30.0)
 
@@ -104,7 +105,11 @@ class _ScrapeTimeCollector:
         devices = GaugeMetricFamily(
             f"{PREFIX}_devices", "Devices by enrollment status and presence (online: heard "
             "from within [metrics] online_within).", labels=["status", "presence"])
-        for (status, presence), count in sorted(state.devices.items()):
+        # Every known status and presence is there, zero or not, so a rate or an alert
+        # on one does not vanish when no device is in it.
+        known = {(status, presence): 0 for status in DEVICE_STATUSES
+                 for presence in ("online", "stale")}
+        for (status, presence), count in sorted({**known, **state.devices}.items()):
             devices.add_metric([status, presence], count)
         yield devices
         rollouts = GaugeMetricFamily(

@@ -2,7 +2,9 @@
 
 Setting: a real hub (tests.fleet.start_hub, in this process) and two enrolled agents,
 each `meisitong-agent run` in its own process on its own loopback address, with
-nothing to download or seed: one at the default poll interval (60 s), one at 10 s. The
+nothing to download or seed: one at the default poll interval (60 s), one at 10 s, and
+one at the default poll with `[metrics]` on (loopback listener, scraped every 15 s by
+this process, and a textfile rewritten every 15 s: what prometheus_client adds). The
 baseline is `python -c "import trio; trio.run(trio.sleep, …)"` started beside them.
 Over WINDOW seconds (after the agents' first cycle) it samples each process's RSS and
 reads its CPU time from /proc, then prints RSS (and PSS, shared pages divided among the
@@ -27,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +47,7 @@ AGENT_BIN = str(Path(sys.executable).parent / "meisitong-agent")
 HEAVY_IMPORTS = [
     "pydantic", "cryptography.x509", "tuf.ngclient", "httpx", "libtorrent", "psutil",
     "agent.wire", "agent.config", "agent.metadata_client", "agent.gossip", "agent.daemon",
+    "prometheus_client", "agent.metrics.exporter",
 ]
 SUPERVISOR_FLOOR = "sqlite3, urllib3"
 _RSS_AFTER = (
@@ -76,7 +80,8 @@ class Watched:
         return 100.0 * (self.cpu_end - self.cpu_start) / seconds
 
 
-async def enrolled_agent(hub: ServedHub, name: str, address: str, poll: float | None) -> Path:
+async def enrolled_agent(hub: ServedHub, name: str, address: str, poll: float | None,
+                         extra: str = "") -> Path:
     home = hub.workdir / name
     (home / "root").mkdir(parents=True)
     config = home / "agent.toml"
@@ -85,7 +90,7 @@ async def enrolled_agent(hub: ServedHub, name: str, address: str, poll: float | 
         f'[agent]\nstate_dir = "{home / "state"}"\nname = "{name}"\ngroup = "lab"\n'
         f'install_prefix = "{home / "root"}"\n{poll_line}'
         f'[p2p]\nlisten = "{address}:{free_port(address)}"\nseed_time = 5\n'
-        '[lifecycle]\nreboot = "restart-agent"\n'
+        '[lifecycle]\nreboot = "restart-agent"\n' + extra
     )
     await enroll(AgentConfig.load(config), hub.url, hub.token)
     return config
@@ -114,6 +119,13 @@ async def wait_for(what: str, condition, timeout: float = 120.0) -> None:  # typ
         while not await trio.to_thread.run_sync(condition):
             await trio.sleep(0.5)
     print(f"  ({what})", flush=True)
+
+
+async def scrape_every(url: str, seconds: float) -> None:
+    """What a Prometheus server does to an agent's listener."""
+    while True:
+        await trio.to_thread.run_sync(lambda: urllib.request.urlopen(url, timeout=10).read())
+        await trio.sleep(seconds)
 
 
 async def measure(watched: list[Watched], seconds: float) -> None:
@@ -165,31 +177,40 @@ async def main() -> None:
             hub = await start_hub(work, nursery)
             default_cfg = await enrolled_agent(hub, "idle-default", "127.0.0.61", None)
             fast_cfg = await enrolled_agent(hub, "idle-10s", "127.0.0.62", 10.0)
+            metrics_port = free_port("127.0.0.1")
+            metrics_cfg = await enrolled_agent(
+                hub, "idle-metrics", "127.0.0.63", None,
+                f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+                f'textfile = "{work / "idle-metrics" / "meisitong.prom"}"\ninterval = 15\n')
             baseline = await trio.lowlevel.open_process(
                 [sys.executable, "-c", "import trio; trio.run(trio.sleep, 3600)"])
-            agents = [await start_agent(default_cfg), await start_agent(fast_cfg)]
+            agents = [await start_agent(default_cfg), await start_agent(fast_cfg),
+                      await start_agent(metrics_cfg)]
             try:
-                for cfg in (default_cfg, fast_cfg):
+                for cfg in (default_cfg, fast_cfg, metrics_cfg):
                     await wait_for(f"{cfg.parent.name}: first cycle done", lambda c=cfg: (
                         journal_status(c).get("metadata", "").startswith(("refreshed",
                                                                           "unchanged"))))
+                nursery.start_soon(scrape_every, f"http://127.0.0.1:{metrics_port}/metrics", 15)
                 await trio.sleep(3)  # let the first cycle's garbage settle
                 watched = [Watched("baseline: python -c 'import trio'", baseline),
                            Watched("agent, default poll (60 s), idle", agents[0]),
-                           Watched("agent, 10 s poll, idle", agents[1])]
+                           Watched("agent, 10 s poll, idle", agents[1]),
+                           Watched("agent, default poll, metrics on", agents[2])]
                 await measure(watched, WINDOW)
                 report(watched, WINDOW, "idle agents against a bare trio process")
 
                 release = hub.publish("idleapp", "1.0", {"hello.txt": b"hello " * 20000})
                 hub.rollout(release)
-                await wait_for("both agents installed it, the hub has both results",
-                               lambda: len(hub.results()) >= 2, timeout=180)
+                await wait_for("the agents installed it, the hub has their results",
+                               lambda: len(hub.results()) >= 3, timeout=180)
                 await wait_for("both agents dropped their libtorrent session", lambda: all(
                     journal_status(c).get("p2p", "").startswith("no libtorrent")
-                    for c in (default_cfg, fast_cfg)))
+                    for c in (default_cfg, fast_cfg, metrics_cfg)))
                 await trio.sleep(3)
                 after = [watched[0], Watched("agent, 10 s poll, after a rollout", agents[1]),
-                         Watched("agent, default poll, after a rollout", agents[0])]
+                         Watched("agent, default poll, after a rollout", agents[0]),
+                         Watched("agent, metrics on, after a rollout", agents[2])]
                 await measure(after, 30.0)
                 report(after, 30.0, "after a rollout, libtorrent session dropped")
             finally:
