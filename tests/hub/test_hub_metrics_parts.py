@@ -1,6 +1,7 @@
 """The hub's metrics pieces in-process: route templates (bounded, whatever the path),
 the database counts read at scrape time and cached a second, and their cost at 10,000
-devices on a real SQLite file."""
+devices on a real SQLite file; the bearer token file; relayed results counted; a hub
+with metrics off."""
 
 from __future__ import annotations
 
@@ -10,15 +11,22 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route, Router
 
+from agent.device_identity import DeviceIdentity
+from agent.wire.gossip import RelayedResults
+from agent.wire.result import SignedResult
 from hub.database import HubDatabase
+from hub.devices.enrollment import create_token, enroll_device
+from hub.devices.relayed_results import ingest_relayed
 from hub.errors import HubConfigError
 from hub.metrics.endpoint import read_bearer_token
 from hub.metrics.fleet_state import FleetStateCache, read_fleet_state
 from hub.metrics.request_timing import UNMATCHED, RequestTiming, route_template
 from tests.fleet import start_hub
+from tests.hub.test_device_api import enroll_request, result_for
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -139,3 +147,17 @@ async def test_a_hub_with_metrics_off_serves_no_metrics_and_times_nothing(tmp_pa
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{hub.url}/metrics")).status_code == 404
         assert (await client.get(f"{hub.url}/api/v1/health")).status_code == 200
+
+
+def test_relayed_results_are_counted_once_each_and_refused_ones_not_at_all(tmp_path):
+    database = HubDatabase.create(tmp_path / "hub.db")
+    token = create_token(database, "ab" * 32)
+    device, stranger = (DeviceIdentity(Ed25519PrivateKey.generate()) for _ in range(2))
+    enroll_device(database, enroll_request(device, token.secret))
+    signed = SignedResult.sign(result_for(device), device.private_key)
+    unknown = SignedResult.sign(result_for(stranger), stranger.private_key)
+    counted: list[tuple[str, bool]] = []
+    ingest_relayed(database, RelayedResults(results=[signed, signed, unknown]),
+                   lambda outcome, stored: counted.append((outcome, stored)))
+    database.close()
+    assert counted == [("installed", True), ("installed", False)]
