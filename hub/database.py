@@ -90,6 +90,8 @@ SCHEMA_MODULES: tuple[str, ...] = (
     "hub.inventory.schema",
     "hub.audit.chain",
     "hub.audit.witnesses",
+    "hub.console.sessions",
+    "hub.console.admin_accounts",
 )
 
 

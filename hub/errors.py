@@ -90,3 +90,8 @@ class InventoryDigestMismatchError(HubError):
 
 class AuditQueryError(HubError):
     """An audit log query is invalid (a filter that is no instant, a bad limit)."""
+
+
+class AdminAccountError(HubError):
+    """A console admin account change was refused: a bad name, role or password, an
+    account that exists already, or one that does not exist."""

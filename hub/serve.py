@@ -62,6 +62,8 @@ class HubServer:
         hub_dir.require_initialized()
         self.hub_dir = hub_dir
         self.config = config
+        # Checked before anything starts, so a bad file is one clear error at `serve`.
+        self.tls = config.server.tls_files()
         # The tracker knows the hub's own seeder by this secret in its tracker URL.
         hub_key = secrets.token_urlsafe(24)
         self.site_peers = SitePeerSelector(config.tracker.hub_peers_per_site)
@@ -92,6 +94,7 @@ class HubServer:
              *metrics_route],
             self.published,
             on_ingested=self.metrics.result_ingested if self.metrics else _ignore,
+            config=config,
         )
         # What Hypercorn serves: the app, timed per route when metrics are on.
         self.asgi: Any = self.app if self.metrics is None else RequestTiming(
@@ -117,6 +120,8 @@ class HubServer:
         # Bound here so a taken port is refused naming it; Hypercorn takes the socket over.
         listener = bound_tcp_socket(self.config.server.listen, "[server] listen in hub.toml")
         http_config.bind = [f"fd://{listener.detach()}"]
+        if self.tls is not None:
+            http_config.certfile, http_config.keyfile = (str(path) for path in self.tls)
         http_config.accesslog = None
         http_config.errorlog = logging.getLogger("hub.http")  # type: ignore[assignment]
         await self._repair_target_files()

@@ -89,14 +89,20 @@ class Fleet:
                 process.kill()
                 process.wait()
 
-    def serve_new_hub(self) -> str:
+    def serve_new_hub(self, server_settings: dict[str, Any] | None = None) -> str:
         """`meisitong-hub init` at `hub_dir`, listening at `hub_url` (its seeder on a free
         port of the same address), then `serve` (process "hub"), waited for until it
-        listens. Returns the enrollment token `init` wrote."""
+        listens. `server_settings` are added to hub.toml's [server] table (TLS, trusted
+        proxies). Returns the enrollment token `init` wrote."""
         url = urlsplit(self.hub_url)
         address, port = str(url.hostname), int(url.port or 80)
         self.command(BIN_HUB, "init", "--listen", f"{address}:{port}",
                      "--seed-listen", f"{address}:{free_port(address)}")
+        if server_settings:
+            config = self.hub_dir / "hub.toml"
+            lines = "".join(f"{key} = {json.dumps(value)}\n"
+                            for key, value in server_settings.items())
+            config.write_text(config.read_text().replace("[server]\n", f"[server]\n{lines}", 1))
         token = (self.hub_dir / "enrollment-token").read_text().strip()
         self.start("hub", BIN_HUB, "serve", "--dir", str(self.hub_dir))
         wait_for(lambda: reachable(address, port), 30, "the hub to listen")

@@ -326,6 +326,9 @@ def _register_command_groups() -> None:
 
     main.add_command(targets)
     main.add_command(release_group)
+    from hub.cli.admins import admins
+
+    main.add_command(admins)
 
 
 _register_command_groups()

@@ -1,0 +1,12 @@
+"""The console's pages and their JSON API, written against hub/console/auth.py.
+
+`routes` is what the console app mounts under /console, paths relative to it
+(`Route("/overview", ...)`, `Route("/api/...", ...)`); page modules add theirs here.
+/console/ redirects to /console/overview, which a page here provides.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []
