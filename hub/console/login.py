@@ -21,7 +21,7 @@ from hub.console.admin_accounts import NAME_PATTERN, verify_login
 from hub.console.auth import console_state, current_session, form_fields, render
 from hub.console.console_state import PREFIX, SESSION_COOKIE, ConsoleState
 from hub.console.request_origin import client_address, is_https
-from hub.console.sessions import close_session, find_session, open_session
+from hub.console.sessions import close_session, find_session, forget_expired, open_session
 from hub.database import HubDatabase
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,9 @@ async def login(request: Request) -> Response:
 def _replace_session(
     db: HubDatabase, old: str, name: str, address: str, state: ConsoleState
 ) -> str:
-    """A fresh session id at every login; the browser's previous one ends."""
+    """A fresh session id at every login; the browser's previous one ends, and so do
+    sessions of anyone that expired unused."""
+    forget_expired(db, state.policy, state.clock())
     if old:
         previous = find_session(db, old, state.policy, state.clock())
         if previous is not None:
