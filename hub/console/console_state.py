@@ -46,6 +46,10 @@ class ConsoleState:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     templates: jinja2.Environment = field(default_factory=make_templates)
     clock: Callable[[], float] = time.time
+    # Password checks at a time: each argon2id check holds 64 MiB for its ~0.1 s.
+    password_checks: trio.CapacityLimiter = field(
+        default_factory=lambda: trio.CapacityLimiter(2)
+    )
 
     async def in_database(self, work: Callable[[HubDatabase], T]) -> T:
         """`work` on a connection of its own, in a worker thread."""

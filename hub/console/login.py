@@ -1,11 +1,13 @@
 """/console/login and /console/logout.
 
-A login is throttled (hub/console/login_throttle.py) before its password is checked,
-audited whatever its outcome (a refusal by the throttle is logged, not audited: it
-checks no password and would let anyone fill the audit log at line rate), and opens a
-new server-side session: the cookie is HttpOnly, SameSite=Strict, limited to /console,
-and Secure whenever the request came over HTTPS (served by the hub or, per a trusted
-proxy, to it). The login form has no session yet, so only its Origin is checked (the
+A login is throttled (hub/console/login_throttle.py) before its password is checked;
+at most two passwords are checked at a time (argon2id holds 64 MiB per check: a flood
+of logins queues instead of exhausting memory). Every checked login is audited, success
+or failure; a refusal by the throttle is logged, not audited (it checks no password and
+would let anyone fill the audit log at line rate). A login opens a new server-side
+session: the cookie is HttpOnly, SameSite=Strict, limited to /console, and Secure
+whenever the request came over HTTPS (served by the hub or, per a trusted proxy, to it).
+The login form has no session yet, so only its Origin is checked (the
 guard), which is what stops another site logging a browser into an account of its own.
 """
 
@@ -71,9 +73,13 @@ async def login(request: Request) -> Response:
         seconds = math.ceil(wait)
         return again(429, f"Too many failed logins: try again in {seconds} s.",
                      {"retry-after": str(seconds)})
-    admin = await state.in_database(lambda db: verify_login(db, name, password))
+    # Counted as a failure before the password is checked (a success clears it), with
+    # no await between the check above and this count: attempts sent in parallel see
+    # each other, so they cannot all pass while the first ones are still being checked.
+    state.throttle.failed(name, address)
+    async with state.password_checks:
+        admin = await state.in_database(lambda db: verify_login(db, name, password))
     if admin is None:
-        state.throttle.failed(name, address)
         known = NAME_PATTERN.fullmatch(name) is not None
         subject = name if known else "(invalid name)"
 

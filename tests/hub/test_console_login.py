@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 from starlette.routing import Mount, Route
 
 from hub.config import HubConfig
@@ -52,7 +53,8 @@ def hub(tmp_path_factory):
     try:
         fleet.serve_new_hub({"trusted_proxies": ["127.0.0.2"]})
         for name, role in (("alice", "admin"), ("audrey", "auditor"), ("carol", "admin"),
-                           ("dave", "admin"), ("erin", "admin"), ("frank", "auditor")):
+                           ("dave", "admin"), ("erin", "admin"), ("frank", "auditor"),
+                           ("grace", "admin")):
             add_admin(fleet, name, role)
         yield fleet
     finally:
@@ -242,6 +244,26 @@ def test_one_address_guessing_many_names_is_throttled_for_every_name(hub):
         assert log_in(browser, "frank").status_code == 429
     with client(hub, source="127.0.0.5") as elsewhere:
         assert log_in(elsewhere, "frank").status_code == 303
+
+
+async def test_guesses_sent_in_parallel_are_counted_before_any_is_checked(hub):
+    """Ten wrong passwords at once: five are checked, the rest wait, even though none of
+    the five had been answered when the others arrived."""
+    answers: list[int] = []
+    async with httpx.AsyncClient(
+        base_url=hub.hub_url, headers={"origin": hub.hub_url}, timeout=60,
+        transport=httpx.AsyncHTTPTransport(local_address="127.0.0.6"),
+    ) as browser:
+
+        async def guess() -> None:
+            answer = await browser.post("/console/login",
+                                        data={"name": "grace", "password": "guess guess"})
+            answers.append(answer.status_code)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(guess)
+    assert sorted(answers) == [401] * 5 + [429] * 5
 
 
 def test_forwarded_https_counts_only_from_a_trusted_proxy(hub):
