@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 
 # Debian tools some tests and benchmarks need (btrfs and xfs loop images, .deb builds,
 # the standard clients of tests/e2e/test_standard_clients.py: qBittorrent, aria2,
-# Transmission 3's transmission-show, node and npm).
+# Transmission 3's transmission-show, node and npm; poppler's pdftoppm and pdftotext
+# for the compliance PDF test).
 # Installed only when running as root and only if missing; without them those tests skip.
 SYSTEM_TOOLS := mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs dpkg-deb:dpkg \
 	qbittorrent-nox:qbittorrent-nox aria2c:aria2 transmission-show:transmission-cli \
-	node:nodejs npm:npm
+	node:nodejs npm:npm pdftoppm:poppler-utils
 system-tools:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for pair in $(SYSTEM_TOOLS); do \

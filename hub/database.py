@@ -92,6 +92,7 @@ SCHEMA_MODULES: tuple[str, ...] = (
     "hub.audit.witnesses",
     "hub.console.sessions",
     "hub.console.admin_accounts",
+    "hub.compliance.schema",
 )
 
 

@@ -95,3 +95,11 @@ class AuditQueryError(HubError):
 class AdminAccountError(HubError):
     """A console admin account change was refused: a bad name, role or password, an
     account that exists already, or one that does not exist."""
+
+
+class ComplianceInputError(HubError):
+    """A compliance exception or report filter is invalid; the message names the field."""
+
+
+class EvidenceError(HubError):
+    """An evidence bundle cannot be written or read (not its verification findings)."""

@@ -329,6 +329,11 @@ def _register_command_groups() -> None:
     from hub.cli.admins import admins
 
     main.add_command(admins)
+    from hub.cli.exceptions import exceptions
+    from hub.cli.report import report
+
+    main.add_command(report)
+    main.add_command(exceptions)
 
 
 _register_command_groups()
