@@ -208,3 +208,17 @@ def test_pdf_renders_to_a_non_blank_page_whose_text_has_the_computed_figures(fle
     # The command writes the same document.
     ok(hub, "report", "compliance", "--format", "pdf", "--output", str(tmp_path / "cli.pdf"))
     assert (tmp_path / "cli.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_compliance_over_time_reads_the_hubs_database(fleet):
+    from hub.compliance.over_time import compliance_over_time
+
+    hub, _ = fleet
+    ssl = published_at(hub, "ssl")
+    database = HubDatabase(hub.database)
+    try:
+        points = compliance_over_time(database, "web", ssl, timedelta(hours=1),
+                                      now=ssl + timedelta(hours=3))
+    finally:
+        database.close()
+    assert [share for _, share in points] == [0.0, 0.25, 0.25, 0.25]

@@ -161,3 +161,15 @@ def test_a_group_no_rollout_reaches_has_no_rows_and_pilot_groups_do():
     rollouts = {CRITICAL.target: [rollout(CRITICAL, pilot_groups=["canary"])]}
     rows = compute_rows(facts(devices, rollouts=rollouts))
     assert sorted(r["device"] for r in rows) == ["a", "p"]
+
+
+def test_compliance_over_time_rises_as_installs_arrive_and_drops_nothing_back():
+    from hub.compliance.over_time import shares_over_time
+
+    devices = [device(f"d{i}") for i in range(4)]
+    results = [result("d0", "installed", 1), result("d1", "installed", 30),
+               result("d2", "installed", 90)]  # d2 late: never counts as compliant
+    points = shares_over_time(facts(devices, results), "web", T0 - timedelta(hours=12),
+                              timedelta(hours=24))
+    assert [t for t, _ in points][:2] == [T0 - timedelta(hours=12), T0 + timedelta(hours=12)]
+    assert [share for _, share in points] == [None, 0.25, 0.5, 0.5, 0.5]
