@@ -84,6 +84,21 @@ class GossipSection(StrictModel):
         return [host_port(seed, "seeds") for seed in value]
 
 
+class InventorySection(StrictModel):
+    """The device's inventory (agent/inventory/): sent on start, on change, and at least
+    every `interval`; never two records closer than `min_spacing` (a flapping package
+    list cannot flood the hub), unless the hub asks for a full record."""
+
+    enabled: bool = True
+    interval: float = Field(default=6 * 3600.0, ge=1, le=30 * 86400)
+    min_spacing: float = Field(default=300.0, ge=0, le=86400)
+    check_interval: float = Field(default=60.0, ge=0.1, le=86400,
+                                  description="seconds between cheap looks for a change")
+    dpkg_query: str = Field(default="dpkg-query", min_length=1, max_length=4096)
+    dpkg_status: Path = Path("/var/lib/dpkg/status")
+    """Its modification time says the package list may have changed."""
+
+
 class LifecycleSection(StrictModel):
     """How a deployment may treat the device: reboots, crash loops, free space."""
 
@@ -141,6 +156,7 @@ class AgentConfig(StrictModel):
     gossip: GossipSection = GossipSection()
     metrics: MetricsSection = MetricsSection()
     logging: LoggingSection = LoggingSection()
+    inventory: InventorySection = InventorySection()
 
     @property
     def hub_url(self) -> str:

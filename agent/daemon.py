@@ -2,7 +2,8 @@
 
 One nursery holds everything: the libtorrent session (downloads and seeding; it exists
 only while there is a swarm to be in, agent/on_demand_peers.py), the
-outbox loop that delivers signed results until the hub has them, and the main loop that
+outbox loop that delivers signed results until the hub has them, the inventory reporter
+(agent/inventory/reporter.py), and the main loop that
 first finishes whatever the journal says was interrupted, then refreshes signed
 metadata, selects the rollouts that apply to this device, and deploys them one by one.
 A failure of one cycle (hub unreachable, bad metadata) is logged and retried; the
@@ -41,6 +42,7 @@ from agent.hub_client import HubClient
 from agent.hub_contact import HubContact
 from agent.install_prefix import InstallPrefix
 from agent.instance_lock import hold_directory
+from agent.inventory.reporter import InventoryReporter
 from agent.journal import Journal, utc_now
 from agent.lease_client import LeaseClient
 from agent.lifecycle import BEFORE_INSTALL, State
@@ -85,6 +87,12 @@ class AgentDaemon:
             fetcher=self.gossip.fetcher if self.gossip else None,
         )
         self.hub = HubClient(self.hub_url, config.hub.timeout)
+        # What the device runs, signed, to the hub and into gossip (agent/inventory/).
+        self.inventory = InventoryReporter(
+            config.inventory, self.state.inventory, self.identity, self.journal, self.hub_url,
+            config.hub.timeout, disk=config.agent.install_prefix,
+            publish=self.gossip.publish_software if self.gossip else None,
+        ) if config.inventory.enabled else None
         self.hub_contact = HubContact(self.journal)  # for `status`: reachable, metadata source
         # Tells the hub this device is alive while it has nothing to report.
         self.heartbeat = HeartbeatSender(self.hub_url, self.identity, self.hub_contact,
@@ -145,6 +153,8 @@ class AgentDaemon:
                     await nursery.start(self.gossip.run, self.peers)
                 nursery.start_soon(self._outbox_loop)
                 nursery.start_soon(self.heartbeat.run)
+                if self.inventory is not None:
+                    nursery.start_soon(self.inventory.run)
                 await nursery.start(self.gate.run)  # renews held disruption-budget leases
                 if self.config.metrics.enabled:
                     from agent.metrics.exporter import MetricsExporter

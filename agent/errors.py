@@ -124,6 +124,11 @@ class MalformedFrameError(GossipError):
     object: a protocol fault, not a network one."""
 
 
+class InventoryError(AgentError):
+    """The device's inventory could not be collected (the probe failed or printed
+    something not its format): no record goes out, the next look tries again."""
+
+
 class IllegalTransitionError(RuntimeError):
     """A bug: code tried a transition the lifecycle table does not allow. Deliberately
     not an AgentError, so no handler of the agent's own errors swallows it."""

@@ -273,6 +273,11 @@ class Journal:
         row = self._db.execute("SELECT version FROM installed WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
 
+    def installed_releases(self) -> list[tuple[str, str, str]]:
+        """(name, version, release) of every release installed, by name."""
+        return self._db.execute(
+            "SELECT name, version, release FROM installed ORDER BY name").fetchall()
+
     def undelivered(self) -> list[tuple[str, bytes]]:
         return self._db.execute(
             "SELECT record_id, body FROM outbox WHERE delivered_at IS NULL ORDER BY created_at"

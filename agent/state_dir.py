@@ -43,6 +43,11 @@ class StateDir:
         return self.root / "gossip.db"
 
     @property
+    def inventory(self) -> Path:
+        """What the inventory reporter last built and sent (agent/inventory/reporter.py)."""
+        return self.root / "inventory.json"
+
+    @property
     def metadata(self) -> Path:
         return self.root / "metadata"
 

@@ -4,7 +4,8 @@ what it sent.
 Every record is checked before it is stored (and so before it can be forwarded):
 the origin's certificate must chain to the hub's CA and name the origin, the origin's
 key must have signed the envelope, and a result must carry a device signature of that
-same origin over a record with that same id. The first record of an origin that fails
+same origin over a record with that same id, and a software inventory a device signature
+of that origin (the hub checks its packages). The first record of an origin that fails
 ends that origin's part of the message: taking later versions would advance the
 digest past the hole and we would never ask anyone for the real record.
 
@@ -30,6 +31,7 @@ from agent.gossip.store import GossipStore
 from agent.gossip.tls import DeviceCertificate, DeviceCertificates
 from agent.wire.decoding import decode_json
 from agent.wire.gossip import INVENTORY_KEY, DeltaMessage, GossipRecord, Inventory
+from agent.wire.inventory import SOFTWARE_DIFF_KEY, SOFTWARE_FULL_KEY, SignedInventory
 from agent.wire.result import SignedResult
 from agent.wire.validation import parse_model
 
@@ -66,6 +68,14 @@ def check_record(
                 f"does not belong under key {record.key} of {record.origin}"
             )
         signed.verify(origin.public_key_raw)
+    elif record.kind == "software":
+        software = SignedInventory.from_bytes(record.body.encode("utf-8"), source)
+        expected = SOFTWARE_FULL_KEY if software.record.kind == "full" else SOFTWARE_DIFF_KEY
+        if software.record.device_id != record.origin or record.key != expected:
+            raise GossipError(
+                f"{source}: {software.record.kind} inventory of {software.record.device_id} "
+                f"does not belong under key {record.key} of {record.origin}")
+        software.verify(origin.public_key_raw)
     else:
         inventory = parse_model(Inventory, decode_json(record.body, source), source)
         if record.key != INVENTORY_KEY:

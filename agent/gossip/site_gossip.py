@@ -7,7 +7,8 @@ Every `interval` (jittered) it
 - reconciles with `fanout` random site members (push-pull);
 - points every torrent of the libtorrent session at the site members' libtorrent
   addresses, so payloads flow between peers with the tracker (the hub) down.
-Every `hub_sync_interval` it hands the hub the results it lacks, its own and relayed; a
+Every `hub_sync_interval` it hands the hub the results and software inventories it lacks,
+its own and relayed (agent/gossip/inventory_handover.py); a
 result of its own the hub confirms (by this device's id and the record id: another
 device may sign a record under the same id) is marked delivered in the journal, whoever
 carried it.
@@ -28,6 +29,7 @@ from agent.config import AgentConfig
 from agent.device_identity import DeviceIdentity
 from agent.errors import ConfigError, HubUnreachableError, ListenAddressError
 from agent.gossip.hub_handover import hand_over
+from agent.gossip.inventory_handover import hand_over_inventories
 from agent.gossip.node import GossipNode, NodeIdentity
 from agent.gossip.peer_fetcher import HubOrPeersFetcher
 from agent.gossip.relay_files import TrustedFiles
@@ -151,7 +153,17 @@ class SiteGossip:
                 if (info_hash, ip, port) not in self._fed and peers.add_peer(info_hash, ip, port):
                     self._fed.add((info_hash, ip, port))
 
+    def publish_software(self, key: str, body: str) -> None:
+        """Spread this device's signed inventory record (agent/inventory/reporter.py)."""
+        current = self.node.store.get(self.node.device_id, key)
+        if current is None or current.body != body:
+            self.node.publish("software", key, body)
+
     async def hand_over_once(self) -> None:
+        try:
+            await hand_over_inventories(self.node.store, self.hub_url, self.hub_timeout)
+        except HubUnreachableError as exc:
+            log.debug("relayed inventories wait: %s", exc)
         try:
             handover = await hand_over(self.node.store, self.hub_url, self.hub_timeout)
         except HubUnreachableError as exc:

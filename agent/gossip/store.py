@@ -5,8 +5,8 @@ version. Only records that were verified go in (see `record_check`); the store i
 trusts its callers. Each origin's certificate is kept beside its records, so a record
 can be forwarded with what a third peer needs to verify it.
 
-`handed_over` remembers which results the hub has confirmed it holds, so a relay asks the
-hub about each result once, not every round.
+`handed_over` remembers which results and software inventories the hub has confirmed it
+holds, so a relay asks the hub about each once, not every round.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from agent.wire.gossip import GossipRecord, RecordKind
+from agent.wire.gossip import MAX_DELTA_BODY_CHARS, GossipRecord, RecordKind
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -66,10 +66,13 @@ class GossipStore:
         ).fetchone()
         return int(row[0] or 0) + 1
 
-    def newer_than(self, digest: dict[str, int], limit: int) -> list[GossipRecord]:
+    def newer_than(self, digest: dict[str, int], limit: int,
+                   budget: int = MAX_DELTA_BODY_CHARS) -> list[GossipRecord]:
         """Entries the holder of `digest` lacks, each origin's in version order, at most
-        `limit`: a cut-off list is still a prefix per origin, as Scuttlebutt needs."""
+        `limit`, and no more once their bodies pass `budget` characters (inventories are
+        tens of kB): a cut-off list is still a prefix per origin, as Scuttlebutt needs."""
         records: list[GossipRecord] = []
+        size = 0
         for origin, highest in sorted(self.digest().items()):
             known = digest.get(origin, 0)
             if highest <= known:
@@ -79,7 +82,11 @@ class GossipStore:
                 "ORDER BY version LIMIT ?",
                 (origin, known, limit - len(records)),
             ).fetchall()
-            records.extend(_record(row) for row in rows)
+            for row in rows:
+                if records and size + len(row[4]) > budget:
+                    return records
+                records.append(_record(row))
+                size += len(row[4])
             if len(records) >= limit:
                 break
         return records
@@ -127,11 +134,11 @@ class GossipStore:
         ).fetchone()
         return _record(row) if row else None
 
-    def not_handed_over(self, limit: int) -> list[GossipRecord]:
+    def not_handed_over(self, limit: int, kind: RecordKind = "result") -> list[GossipRecord]:
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM entries WHERE kind = 'result' AND handed_over = 0 "  # noqa: S608
+            f"SELECT {_COLUMNS} FROM entries WHERE kind = ? AND handed_over = 0 "  # noqa: S608
             "ORDER BY origin, version LIMIT ?",
-            (limit,),
+            (kind, limit),
         ).fetchall()
         return [_record(row) for row in rows]
 

@@ -21,11 +21,12 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.errors import SignatureError
 from agent.wire.canonical import canonical_json
 from agent.wire.device_signature import sign_detached, verify_detached
+from agent.wire.inventory import MAX_INVENTORY_BYTES
 from agent.wire.result import SignedResult
 from agent.wire.validation import NAME_PATTERN, StrictModel
 
@@ -35,7 +36,14 @@ MAX_BODY_CHARS = 64 * 1024
 MAX_RELAYED_RESULTS = 256
 """Results per batch upload to the hub; a relay sends more in several requests."""
 
-RecordKind = Literal["result", "inventory"]
+MAX_DELTA_BODY_CHARS = 2 * 1024 * 1024
+"""Bodies per delta message: with one software record past it (1 MiB at most), even
+fully escaped, a delta stays under the 8 MiB frame limit (agent/gossip/framing.py)."""
+
+RecordKind = Literal["result", "inventory", "software"]
+"""`inventory` is the site summary below (addresses, deployments); `software` a
+device-signed `SignedInventory` (agent/wire/inventory.py) under the key `software-full`
+or `software-diff`, on its way to the hub."""
 INVENTORY_KEY = "inventory"
 
 
@@ -44,8 +52,15 @@ class GossipRecord(StrictModel):
     version: int = Field(ge=1, lt=2**62)
     kind: RecordKind
     key: str = Field(pattern=r"^[0-9a-z-]{1,64}$")
-    body: str = Field(max_length=MAX_BODY_CHARS, description="JSON text")
+    body: str = Field(max_length=MAX_INVENTORY_BYTES, description="JSON text")
     signature: str = Field(max_length=200, description="base64 Ed25519 of the envelope")
+
+    @model_validator(mode="after")
+    def _bounded_body(self) -> GossipRecord:
+        if self.kind != "software" and len(self.body) > MAX_BODY_CHARS:
+            raise ValueError(f"a {self.kind} body of {len(self.body)} characters "
+                             f"(at most {MAX_BODY_CHARS})")
+        return self
 
     @staticmethod
     def _envelope(origin: str, version: int, kind: str, key: str, body: str) -> bytes:
