@@ -334,6 +334,9 @@ def _register_command_groups() -> None:
 
     main.add_command(report)
     main.add_command(exceptions)
+    from hub.cli.evidence import evidence
+
+    main.add_command(evidence)
 
 
 _register_command_groups()

@@ -102,6 +102,7 @@ def enroll_device(database: HubDatabase, request: EnrollRequest) -> str:
         database.audit(
             db, f"device:{request.device_id}", "device.enroll", request.device_id,
             group=request.group, site=request.site, name=request.name,
+            hostname=request.hostname, public_key=request.public_key_raw().hex(),
         )
     return "accepted"
 

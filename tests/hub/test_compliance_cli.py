@@ -70,6 +70,10 @@ def report_result(hub, identity, name, version, outcome, finished, reason=""):
 
 @pytest.fixture
 def fleet(tmp_path):
+    return make_fleet(tmp_path)
+
+
+def make_fleet(tmp_path):
     """Group web (critical deadline 72 h): web-1 installed after 1 h, web-2 reverted,
     web-3 silent, web-4 to be excepted; group db (no policy): db-1 installed the font."""
     directory = tmp_path / "hub"
