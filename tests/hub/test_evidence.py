@@ -127,3 +127,12 @@ def test_a_directory_that_is_no_bundle_exits_2_naming_it(tmp_path):
                           capture_output=True, text=True, cwd=ROOT,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2 and "not an evidence bundle" in done.stderr
+
+
+def test_a_cut_chain_tail_is_caught_by_the_head_the_signed_timestamp_anchors(bundle_dir):
+    """Dropping the last entry (the exception, say) is no edit of any entry, but the
+    timestamp names a head the chain no longer reaches."""
+    edit_json(bundle_dir / "audit" / "chain.json", lambda entries: entries.pop())
+    result = verify(bundle_dir)
+    assert "chain" in result.failed_parts
+    assert any("[truncated]" in f.message for f in result.findings if f.part == "chain")
