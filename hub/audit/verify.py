@@ -67,6 +67,8 @@ class ChainReport:
     timestamp_anchor: dict[str, Any] | None = None
     witnesses: int = 0
     witnessed_devices: list[str] = field(default_factory=list)
+    witnessed_through: int = 0
+    """The highest seq a device's signed heartbeat vouches for."""
     anchored_through: int = 0
     """The highest seq a timestamp or a device vouches for."""
     problems: list[Problem] = field(default_factory=list)
@@ -112,6 +114,9 @@ def verify_chain(
         report.notes.append("no timestamp metadata given: the tail is not checked against it")
     for witness in witnesses:
         _check_witness(witness, hashes, report)
+    if report.entries == 0 and report.problems_total:
+        report.notes.append("no entry is chained: a log an older hub wrote, chained by the "
+                            "first audited change or `serve` start of this version")
     if report.head is not None and report.anchored_through < report.head["seq"]:
         report.notes.append(
             f"entries {report.anchored_through + 1}..{report.head['seq']} are not yet "
@@ -294,3 +299,4 @@ def _check_witness(witness: Mapping[str, Any], hashes: dict[int, str],
     if _check_head(head, f"device {device}'s heartbeat of {signed.heartbeat.issued_at}",
                    hashes, report):
         report.witnessed_devices.append(device)
+        report.witnessed_through = max(report.witnessed_through, head.seq)

@@ -39,6 +39,7 @@ from typing import Any
 import libtorrent as lt
 import pytest
 
+from agent.wire.audit_head import TIMESTAMP_FIELD
 from hub.repository.metadata_signing import load_state
 from hub.swarm.torrent_maker import make_hybrid_torrent
 from tests.e2e import _qbittorrent
@@ -168,6 +169,11 @@ def test_tuf_js_finds_every_target_payloads_included_and_follows_the_hub(
     got = {path: (t["length"], t["sha256"]) for path, t in answer["targets"].items()}
     assert got == signed
     assert got[first["target"]][1] == sha256_file(first["payload"])
+    # ...from a timestamp carrying the audit head in an extra field (hub/audit/anchor.py),
+    # which every re-signing since `serve` started (publish, policy set) kept.
+    served = json.loads((hub.fleet.hub_dir / "repository" / "metadata" / "timestamp.json")
+                        .read_text())
+    assert set(served["signed"][TIMESTAMP_FIELD]) == {"seq", "hash"}
 
     # The hub moves on (new targets, snapshot and timestamp versions); the client follows
     # from the metadata it trusted in the first run.
