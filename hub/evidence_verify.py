@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result.ok else 1
     print(f"root v1 sha256 {result.root_sha256} (compare with the one `init` printed)")
     print(f"{result.records_verified}/{result.records} device-signed records verified, "
-          f"{result.audit_entries} audit entries, {result.devices} devices; "
+          f"{result.audit_entries} audit entries (anchored through "
+          f"{result.witnessed_through}, {result.witnesses} device witnesses), "
+          f"{result.devices} devices; "
           f"{seconds:.2f} s")
     for note in result.notes:
         print(f"note: {note}")

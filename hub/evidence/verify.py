@@ -75,6 +75,9 @@ class EvidenceReport:
     records: int = 0
     records_verified: int = 0
     audit_entries: int = 0
+    witnessed_through: int = 0
+    """The highest audit entry a signed timestamp or a device's heartbeat vouches for."""
+    witnesses: int = 0
     devices: int = 0
     root_sha256: str | None = None
 
@@ -94,6 +97,7 @@ class EvidenceReport:
                 "findings": [f.__dict__ for f in self.findings], "notes": self.notes,
                 "records": self.records, "records_verified": self.records_verified,
                 "audit_entries": self.audit_entries, "devices": self.devices,
+                "witnesses": self.witnesses, "witnessed_through": self.witnessed_through,
                 "root_sha256": self.root_sha256}
 
 
@@ -321,6 +325,7 @@ def verify_bundle(bundle: Bundle) -> EvidenceReport:
     chain = verify_chain(bundle.chain, bundle.roots, bundle.metadata.get("timestamp"),
                          bundle.witnesses)
     report.audit_entries, report.root_sha256 = chain.entries, chain.root_sha256
+    report.witnesses, report.witnessed_through = chain.witnesses, chain.anchored_through
     for problem in chain.problems:
         where = f"entry {problem.seq}: " if problem.seq is not None else ""
         report.add("chain", f"[{problem.kind}] {where}{problem.message}")

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.wire.heartbeat import Heartbeat, SignedHeartbeat
 from hub.audit.anchor import anchor_head
+from hub.audit.witnesses import Witness, record
+from hub.database import HubDatabase
 from hub.evidence.bundle import read_bundle
 from hub.evidence.verify import verify_bundle
 from tests.hub.test_compliance_cli import make_fleet, ok
@@ -24,10 +27,21 @@ ROOT = Path(__file__).resolve().parents[2]
 def bundle_dir(tmp_path):
     """A bundle of the compliance fleet (with an admin exception, a chain anchored in
     the timestamp), whose hub directory is gone."""
-    hub, _ = make_fleet(tmp_path)
+    hub, devices = make_fleet(tmp_path)
     ok(hub, "exceptions", "add", "web-4", "ssl", "--reason", "kiosk", "--expires",
        (datetime.now(UTC) + timedelta(days=3)).date().isoformat())
-    anchor_head(hub)
+    head = anchor_head(hub)
+    identity = devices["web-1"]  # web-1 signs the head back in a heartbeat
+    signed = SignedHeartbeat.sign(Heartbeat(device_id=identity.device_id,
+                                            issued_at=datetime.now(UTC).isoformat(),
+                                            audit_head=head), identity.private_key)
+    database = HubDatabase(hub.database)
+    try:
+        with database.transaction() as db:
+            record(db, [Witness(identity.device_id, head, signed.heartbeat.issued_at,
+                                signed.to_bytes(), datetime.now(UTC).isoformat())])
+    finally:
+        database.close()
     out = tmp_path / "evidence"
     since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     manifest = json.loads(ok(hub, "evidence", "export", "--since", since, str(out), "--json"))
@@ -53,7 +67,8 @@ def test_an_untouched_bundle_verifies_standalone_and_recomputes_the_report(bundl
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert result["ok"] and result["records_verified"] == 3 == result["records"]
-    assert result["devices"] == 5
+    assert result["devices"] == 5 and result["witnesses"] == 1
+    assert result["witnessed_through"] == result["audit_entries"]
     assert any("presence.json" in note for note in result["notes"])
 
 
