@@ -1,14 +1,16 @@
-"""Collect a Snapshot: the probe in a child process, the releases from the journal.
+"""Collect the next record: the probe (and record builder) in a child process.
 
 `change_marker` is the cheap look the reporter takes every `check_interval`: the
 modification time and size of dpkg's status file (dpkg rewrites it on every install,
 upgrade and removal), of /etc/os-release, the running kernel and the releases the journal
-says are installed. Only when it moves (or a record is due anyway) is the probe run.
+says are installed. Only when it moves (or a record is due anyway) is the child run; it
+prints the next unsigned record and its fingerprint (agent/inventory/child_build.py),
+which the daemon validates (fields only: the rows stay packed) and signs.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,11 +19,9 @@ import trio
 
 from agent.config import InventorySection
 from agent.errors import InventoryError, WireFormatError
-from agent.inventory.records import Snapshot
 from agent.wire.decoding import decode_json
-from agent.wire.inventory import Hardware, HeldRelease, OsRelease, PackageRow, parse_rows
-
-log = logging.getLogger(__name__)
+from agent.wire.inventory import MAX_INVENTORY_BYTES, InventoryRecord
+from agent.wire.validation import parse_model
 
 PROBE_TIMEOUT = 180.0
 OS_RELEASE = Path("/etc/os-release")
@@ -39,10 +39,16 @@ def change_marker(settings: InventorySection, releases: list[tuple[str, str, str
 
 
 async def collect(settings: InventorySection, disk: Path,
-                  releases: list[tuple[str, str, str]]) -> Snapshot:
-    """Raises InventoryError if the probe fails or prints something not its format."""
+                  releases: list[tuple[str, str, str]], device_id: str, sequence: int,
+                  collected_at: str, base: Path | None) -> tuple[str, InventoryRecord]:
+    """(fingerprint, unsigned record); a diff against `base` if given and usable.
+    Raises InventoryError if the child fails or prints something not its format."""
     argv = [sys.executable, "-P", "-m", "agent.inventory.probe",
-            "--dpkg-query", settings.dpkg_query, "--disk", str(disk)]
+            "--dpkg-query", settings.dpkg_query, "--disk", str(disk),
+            "--device-id", device_id, "--sequence", str(sequence),
+            "--collected-at", collected_at, "--releases", json.dumps(releases)]
+    if base is not None:
+        argv += ["--base", str(base)]
     try:
         with trio.fail_after(PROBE_TIMEOUT):
             done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True,
@@ -54,29 +60,12 @@ async def collect(settings: InventorySection, disk: Path,
     if done.returncode != 0:
         raise InventoryError(f"inventory probe failed (exit {done.returncode}): "
                              f"{done.stderr.decode('utf-8', 'replace').strip()[-300:]}")
-    return parse_probe(done.stdout, releases)
-
-
-def parse_probe(output: bytes, releases: list[tuple[str, str, str]]) -> Snapshot:
+    if len(done.stdout) > MAX_INVENTORY_BYTES + 4096:
+        raise InventoryError("inventory probe printed more than a record may hold")
     try:
-        found = decode_json(output, "inventory probe output", InventoryError)
-        rows: list[PackageRow] = []
-        for row in found["packages"]:
-            try:
-                rows.extend(parse_rows([row], "dpkg-query"))
-            except WireFormatError as exc:  # one odd local package must not hide the rest
-                log.warning("inventory leaves out a package: %s", exc)
-        return Snapshot(
-            os=OsRelease(**found["os"]), kernel=found["kernel"],
-            architecture=found["architecture"], hardware=Hardware(**found["hardware"]),
-            packages=_unique(rows),
-            releases=[HeldRelease(name=name, version=version, release=release)
-                      for name, version, release in releases],
-        )
-    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError included
+        output = decode_json(done.stdout, "inventory probe output", InventoryError)
+        record = parse_model(InventoryRecord, output["record"], "inventory probe record")
+        fingerprint = str(output["fingerprint"])
+    except (KeyError, TypeError, WireFormatError) as exc:
         raise InventoryError(f"inventory probe output not understood: {exc}") from None
-
-
-def _unique(rows: list[PackageRow]) -> list[PackageRow]:
-    by_key = {f"{row[0]}:{row[2]}": row for row in rows}
-    return list(by_key.values())
+    return fingerprint, record

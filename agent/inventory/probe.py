@@ -3,7 +3,9 @@ JSON, then exit.
 
 The daemon runs this as a child process for every collection, so psutil and the parsing
 of a few thousand package lines never stay in the daemon's memory (issue 10: an idle
-agent's footprint must not grow). Standard library and psutil only.
+agent's footprint must not grow). Collection uses the standard library and psutil only;
+given `--device-id` it also builds the next unsigned record (agent/inventory/child_build.py)
+and prints that for the daemon to sign.
 
 Packages come from `dpkg-query -W` with binary name, version, architecture, source name
 and source version; only packages whose files are on the system count (not `rc`, config
@@ -103,11 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dpkg-query", default="dpkg-query")
     parser.add_argument("--disk", type=Path, default=Path("/"))
     parser.add_argument("--os-release", type=Path, default=Path("/etc/os-release"))
+    parser.add_argument("--device-id", default="",
+                        help="print the next record of this device instead of the findings")
+    parser.add_argument("--sequence", type=int, default=1)
+    parser.add_argument("--collected-at", default="")
+    parser.add_argument("--releases", default="[]", help="JSON [[name, version, release]]")
+    parser.add_argument("--base", type=Path, default=None, help="the last full record")
     args = parser.parse_args(argv)
     try:
         found = collect(args.dpkg_query, args.disk, args.os_release)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        if args.device_id:
+            from agent.inventory.child_build import build_output
+
+            found = build_output(found, json.loads(args.releases), args.device_id,
+                                 args.sequence, args.collected_at, args.base)
+    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
         print(f"inventory probe: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - an AgentError (InventoryError) among others
+        print(f"inventory probe: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(json.dumps(found, separators=(",", ":")))
     return 0

@@ -32,10 +32,9 @@ import urllib3
 from agent.atomic_file import write_private
 from agent.config import InventorySection
 from agent.device_identity import DeviceIdentity
-from agent.errors import InventoryError, WireFormatError
+from agent.errors import InventoryError
 from agent.hub_client import post_json, refused_for_good
 from agent.inventory.collector import change_marker, collect
-from agent.inventory.records import build_record
 from agent.journal import Journal
 from agent.wire.inventory import SOFTWARE_DIFF_KEY, SOFTWARE_FULL_KEY, SignedInventory
 
@@ -52,8 +51,6 @@ class ReporterState:
     built_at: float = 0.0
     fingerprint: str = ""
     marker: str = ""
-    base: str = ""
-    """The last full record built (signed JSON): what diffs apply to."""
     pending: str = ""
     """The last record built, until the hub took it (or refused it for good)."""
     need_full: bool = False
@@ -87,6 +84,9 @@ class InventoryReporter:
         self.publish = publish
         """Hands a built record to site gossip: (gossip key, signed record JSON)."""
         self.clock = clock
+        self.base_path = state_path.with_name(state_path.stem + "-base.json")
+        """The last full record built (signed): what diffs apply to. A file the probe
+        reads, so the daemon holds no package list."""
         self.state = ReporterState.load(state_path)
         self._started = False
         self._last_attempt = 0.0
@@ -112,29 +112,24 @@ class InventoryReporter:
             return await self._retry_pending(now)
         if not state.need_full and now - state.built_at < self.settings.min_spacing:
             return await self._retry_pending(now) if state.pending else "spacing"
-        snapshot = await collect(self.settings, self.disk, releases)  # type: ignore[arg-type]
+        sequence = max(state.sequence + 1, int(now * 1000))
+        base = None if state.need_full or not self.base_path.exists() else self.base_path
+        fingerprint, record = await collect(
+            self.settings, self.disk, releases, self.identity.device_id,  # type: ignore[arg-type]
+            sequence, datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"), base)
         first_look, self._started = not self._started, True
         state.marker = marker
-        fingerprint = snapshot.fingerprint()
         if fingerprint == state.fingerprint and not (due or state.need_full):
             state.save(self.state_path)
             if first_look and state.pending:
                 return await self._retry_pending(now)
             return "unchanged"
-        base = None
-        if state.base and not state.need_full:
-            try:
-                base = SignedInventory.from_bytes(state.base.encode("utf-8"), "base").record
-            except WireFormatError:
-                base = None
-        state.sequence = max(state.sequence + 1, int(now * 1000))
-        record = build_record(snapshot, self.identity.device_id, state.sequence,
-                              datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
-                              base)
         body = SignedInventory.sign(record, self.identity.private_key).to_bytes().decode()
-        state.fingerprint, state.built_at, state.pending = fingerprint, now, body
+        state.sequence, state.fingerprint, state.built_at, state.pending = (
+            sequence, fingerprint, now, body)
         if record.kind == "full":
-            state.base, state.need_full = body, False
+            write_private(self.base_path, body.encode("utf-8"))
+            state.need_full = False
         state.save(self.state_path)  # before it leaves: a sequence is never used twice
         log.info("inventory %d: %s record, %d packages, %d bytes", record.sequence,
                  record.kind, record.package_count, len(body))
