@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from hub.compliance.facts import AdminException
 from hub.database import HubDatabase, utc_now
-from hub.errors import ComplianceInputError, UnknownDeviceError
+from hub.errors import ComplianceInputError, UnknownDeviceError, UnknownReleaseError
 from hub.rollouts.changes import find_release
 
 MAX_REASON = 500
@@ -50,6 +50,13 @@ def _device_id(database: HubDatabase, spec: str) -> str:
     return str(rows[0]["device_id"])
 
 
+def _release_target(database: HubDatabase, spec: str) -> str:
+    try:
+        return str(find_release(database, spec)["target"])
+    except UnknownReleaseError as exc:
+        raise UnknownReleaseError(f"RELEASE: {exc}") from None
+
+
 def add_exception(database: HubDatabase, device: str, release: str, reason: str,
                   expires: str, actor: str, now: datetime | None = None) -> AdminException:
     """Except DEVICE (id or name) from RELEASE (NAME@VERSION, NAME or target) until
@@ -65,7 +72,7 @@ def add_exception(database: HubDatabase, device: str, release: str, reason: str,
         raise ComplianceInputError(
             f"--expires {expires!r}: {expires_at.isoformat()} is not in the future")
     device_id = _device_id(database, device)
-    target = str(find_release(database, release)["target"])
+    target = _release_target(database, release)
     stamp = expires_at.isoformat(timespec="seconds")
     with database.transaction() as db:
         db.execute(
@@ -82,7 +89,7 @@ def add_exception(database: HubDatabase, device: str, release: str, reason: str,
 def remove_exception(database: HubDatabase, device: str, release: str, actor: str) -> str:
     """Remove the pair's exception (expired or not); the device id."""
     device_id = _device_id(database, device)
-    target = str(find_release(database, release)["target"])
+    target = _release_target(database, release)
     with database.transaction() as db:
         removed = db.execute(
             "DELETE FROM compliance_exceptions WHERE device_id = ? AND release = ?",

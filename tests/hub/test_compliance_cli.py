@@ -138,7 +138,7 @@ def test_a_bad_exception_is_refused_naming_the_field_and_nothing_is_written(flee
     assert result.exit_code == 1 and "DEVICE 'nobody'" in result.output
     result = run(hub, "exceptions", "add", "web-4", "nothing", "--reason", "x", "--expires",
                  "2099-01-01")
-    assert result.exit_code == 1 and "no published release 'nothing'" in result.output
+    assert result.exit_code == 1 and "RELEASE: no published release 'nothing'" in result.output
 
 
 def test_json_and_csv_have_one_row_per_device_and_release_and_honour_the_filters(fleet):
