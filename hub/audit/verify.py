@@ -101,12 +101,19 @@ def verify_chain(
     roots: Sequence[bytes],
     timestamp: bytes | None = None,
     witnesses: Sequence[Mapping[str, Any]] = (),
+    root_sha256: str | None = None,
 ) -> ChainReport:
     """Check `entries` (exported, in seq order) against `roots`, `timestamp` and
     `witnesses` (each: device_id, public_key hex of the raw Ed25519 key, heartbeat text
-    as signed). Never raises on bad data: every finding is a Problem in the report."""
+    as signed). `root_sha256`: the hash root v1 must have (the one `init` printed);
+    without it, compare `report.root_sha256` by eye. Never raises on bad data: every
+    finding is a Problem in the report."""
     report = ChainReport()
     trusted_root, keys = _trusted_keys(roots, report)
+    if root_sha256 is not None and report.root_sha256 != root_sha256.lower():
+        report.add(None, "root", f"root v1 has sha256 {report.root_sha256}, not the pinned "
+                   f"{root_sha256}: these roots are not the ones the admin noted")
+        keys = {}
     hashes = _walk(entries, keys, report)
     if timestamp is not None:
         _check_timestamp(timestamp, trusted_root, hashes, report)

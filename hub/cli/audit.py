@@ -58,23 +58,32 @@ def audit(ctx: click.Context, hub_dir: str | None, as_json: bool, actor: str | N
 @audit.command("verify")
 @hub_dir_option
 @json_option
+@click.option("--root-sha256", default=None, metavar="HEX",
+              help="the root hash `init` printed [default: from DIR/offline-keys/offline.toml "
+              "if it is there, else only printed for you to compare]")
 @friendly_errors
-def audit_verify(hub_dir: str | None, as_json: bool) -> None:
+def audit_verify(hub_dir: str | None, as_json: bool, root_sha256: str | None) -> None:
     """Recompute the chain, check every signature against the TUF root's timestamp key,
     and every head the signed timestamp and devices' heartbeats vouch for. Exit 1 on
     any problem, naming the first bad entry."""
     from hub.audit.export import export_chain, export_witnesses, served_roots
     from hub.audit.verify import verify_chain
     from hub.database import HubDatabase
+    from hub.repository.offline_record import OfflineRecord, check_sha256
 
     directory = initialized_hub(hub_dir)
+    if root_sha256 is not None:
+        root_sha256 = check_sha256(root_sha256.lower(), "--root-sha256")
+    elif OfflineRecord.path(directory.offline_keys).exists():
+        root_sha256 = OfflineRecord.load(directory.offline_keys).root_v1_sha256
     database = HubDatabase(directory.database)
     try:
         entries, witnesses = export_chain(database), export_witnesses(database)
     finally:
         database.close()
     report = verify_chain(entries, served_roots(directory),
-                          (directory.metadata / "timestamp.json").read_bytes(), witnesses)
+                          (directory.metadata / "timestamp.json").read_bytes(), witnesses,
+                          root_sha256)
     if as_json:
         emit_json(report.as_dict())
     else:

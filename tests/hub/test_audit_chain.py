@@ -34,6 +34,7 @@ from hub.audit.witnesses import Witness, record
 from hub.cli.main import main
 from hub.database import HubDatabase
 from hub.hub_dir import HubDir
+from hub.repository.signing_keys import KeyStore
 
 
 def write_entries(hub: Path, count: int, actor: str = "admin:test") -> None:
@@ -367,3 +368,46 @@ def test_cli_audit_list_takes_filters(hub):
     assert all(row["seq"] for row in listed())
     bad = runner.invoke(main, ["audit", "--dir", str(hub), "--since", "yesterday"])
     assert bad.exit_code == 1 and "not an ISO 8601" in bad.output
+
+
+def test_entries_signed_before_and_after_a_timestamp_key_rotation_verify_from_the_roots(hub):
+    directory = HubDir(hub)
+    keys = KeyStore(directory.offline_keys, directory.online_keys)
+    root_key = keys.load("root")
+    old_key = keys.load("timestamp")
+    new_key = foreign_signer()
+    root = Metadata.from_bytes(served_roots(directory)[0])
+    root.signed.revoke_key(old_key.public_key.keyid, "timestamp")
+    root.signed.add_key(new_key.public_key, "timestamp")
+    root.signed.version = 2
+    root.sign(root_key)
+    rotated = root.to_bytes()
+    with raw(hub) as db:  # entries 11.. signed with the new key, as after the rotation
+        rewrite_from(db, 11, new_key)
+    database = HubDatabase(hub / "hub.db")
+    try:
+        entries = export_chain(database)
+    finally:
+        database.close()
+    v1 = served_roots(directory)[0]
+    assert verify_chain(entries, [v1, rotated]).ok
+    assert kinds(verify_chain(entries, [v1])) == [(11, "unknown-key"), (12, "unknown-key")]
+    # A root v2 the v1 root key did not sign is refused, and trusts nothing new.
+    root.sign(foreign_signer())
+    report = verify_chain(entries, [v1, root.to_bytes()])
+    assert [kind for _, kind in kinds(report)][0] == "root"
+    assert (11, "unknown-key") in kinds(report)
+
+
+def test_cli_verify_refuses_roots_that_are_not_the_pinned_one(hub):
+    runner = CliRunner()
+    pinned = runner.invoke(main, ["audit", "verify", "--dir", str(hub), "--json"])
+    assert json.loads(pinned.output)["ok"] is True  # pinned from offline-keys/offline.toml
+    other = runner.invoke(main, ["audit", "verify", "--dir", str(hub), "--root-sha256",
+                                 "ab" * 32, "--json"])
+    assert other.exit_code == 1
+    report = json.loads(other.output)
+    assert report["problems"][0]["kind"] == "root"
+    assert {p["kind"] for p in report["problems"]} >= {"unknown-key"}
+    bad = runner.invoke(main, ["audit", "verify", "--dir", str(hub), "--root-sha256", "xyz"])
+    assert bad.exit_code == 1 and "not a SHA-256" in bad.output
