@@ -30,15 +30,18 @@ def shares_over_time(facts: ComplianceFacts, group: str, since: datetime, step: 
     if step <= timedelta(0):
         raise ValueError(f"step {step} must be positive")
     points: list[tuple[datetime, float | None]] = []
+    # Online at every step: last seen at the end, which no step is after.
+    devices = [replace(d, last_seen=facts.now) for d in facts.devices if d.group == group]
+    members = {device.device_id for device in devices}
+    results = [r for r in facts.results if r.device_id in members]
     moment = since
     while moment <= facts.now and len(points) < MAX_POINTS:
         then = replace(
-            facts, now=moment,
+            facts, now=moment, devices=devices,
             releases=[r for r in facts.releases if r.published_at <= moment],
-            results=[r for r in facts.results if r.finished_at <= moment],
+            results=[r for r in results if r.finished_at <= moment],
             exceptions=[e for e in facts.exceptions
-                        if e.created_at is None or e.created_at <= moment],
-            devices=[replace(d, last_seen=moment) for d in facts.devices if d.group == group])
+                        if e.created_at is None or e.created_at <= moment])
         rows = [row for row in compute_rows(then, Filters(group=group)) if row["in_scope"]]
         compliant = sum(1 for row in rows if row["status"] == "compliant")
         points.append((moment, compliant / len(rows) if rows else None))

@@ -179,6 +179,7 @@ def compute_rows(facts: ComplianceFacts, filters: Filters = Filters()
             if rollout is None:
                 continue
             rules = _rules(facts.policies.get(group, NO_POLICY), release)
+            published, deadline = iso(release.published_at), iso(rules.deadline)
             for device in by_group[group]:
                 installed, latest = outcomes.get((device.device_id, release.target),
                                                  (None, None))
@@ -193,8 +194,8 @@ def compute_rows(facts: ComplianceFacts, filters: Filters = Filters()
                     "version": release.version, "device_id": device.device_id,
                     "device": device.name, "site": device.site, "status": status,
                     "in_scope": status not in OUT_OF_SCOPE,
-                    "published_at": iso(release.published_at),
-                    "deadline": iso(rules.deadline), "installed_at": iso(installed),
+                    "published_at": published,
+                    "deadline": deadline, "installed_at": iso(installed),
                     "hours_to_install": hours, "reason": reason,
                     "exception_expires_at": iso(exception.expires_at) if exception else None,
                 })
