@@ -10,7 +10,8 @@ left the hub (seeder and web seed) so `status` can show it, the rollout controll
 (hub/rollouts/runner.py), which advances and halts rollouts as results arrive, the
 writer of devices' last-seen times from their heartbeats (hub/devices/presence.py), and
 the audit anchor, which re-signs the timestamp carrying the audit chain's head when it
-moved (hub/audit/anchor.py; once before serving, then every `[audit] anchor_interval`).
+moved (hub/audit/anchor.py; once before serving, then every `[audit] anchor_interval`),
+and the console's live rollout progress (hub/console/live.py; idle while no page watches).
 `GET /metrics` (hub/metrics/) is on the same port unless `[metrics] enabled = false`.
 """
 
@@ -30,6 +31,7 @@ from agent.listen_address import bound_tcp_socket
 from hub.api.web_app import CountingFiles, make_app
 from hub.audit.anchor import anchor_head
 from hub.config import HubConfig
+from hub.console.live import LiveRollouts
 from hub.database import HubDatabase
 from hub.devices.presence import LastSeenBatch, heartbeat_routes
 from hub.errors import RepositoryError
@@ -86,6 +88,9 @@ class HubServer:
                 self._process_counts)
             metrics_route = metrics_routes(
                 self.metrics, read_bearer_token(token_file) if token_file else None)
+        # The console's live rollout progress: polls the database only while a page
+        # watches, and reads the tracker's swarms for downloads in flight.
+        self.console_live = LiveRollouts(hub_dir.database, self.swarms)
         self.app = make_app(
             hub_dir,
             [*tracker_routes(self.swarms, self.published, site_of,
@@ -95,6 +100,7 @@ class HubServer:
             self.published,
             on_ingested=self.metrics.result_ingested if self.metrics else _ignore,
             config=config,
+            console_live=self.console_live,
         )
         # What Hypercorn serves: the app, timed per route when metrics are on.
         self.asgi: Any = self.app if self.metrics is None else RequestTiming(
@@ -139,6 +145,7 @@ class HubServer:
                 nursery.start_soon(self._stats_loop)
                 nursery.start_soon(self.last_seen.run)
                 nursery.start_soon(self.rollout_rules.run)
+                nursery.start_soon(self.console_live.run)
                 log.info(
                     "hub serving on %s (public %s), seeding on %s",
                     self.config.server.listen, self.config.public_url, self.config.seeding.listen,

@@ -29,6 +29,7 @@ from hub.api.error_statuses import api_route, error_response
 from hub.api.request_body import read_body, read_json_model
 from hub.config import HubConfig
 from hub.console.console_app import console_app
+from hub.console.live import LiveRollouts
 from hub.database import HubDatabase
 from hub.devices.certificate_authority import certify_device
 from hub.devices.enrollment import enroll_device
@@ -109,12 +110,14 @@ def make_app(
     published: PublishedReleases | None = None,
     on_ingested: Callable[[str, bool], None] = lambda outcome, stored: None,
     config: HubConfig | None = None,
+    console_live: LiveRollouts | None = None,
 ) -> Starlette:
     """The ASGI app. `extra_routes` carries the tracker's routes; `published` is the view
     of published releases the web seed serves (read from the hub database if not given);
     `on_ingested(outcome, stored)` is told of every result record that verified (the
     hub's metrics count them); `config` the hub.toml settings the console uses
-    (sessions, trusted proxies)."""
+    (sessions, trusted proxies); `console_live` the console's live rollout progress, which
+    `serve` runs (hub/console/live.py)."""
     published = published or PublishedReleases.from_database(hub_dir.database)
     # Refused requests are not counted: the counters are per release.
     payload_files = CountingFiles(StaticFiles(directory=hub_dir.payloads, check_dir=False))
@@ -166,7 +169,7 @@ def make_app(
         *inventory_routes(in_database),
         *lease_routes(hub_dir),
         # The web console, behind login (hub/console/auth.py).
-        Mount("/console", console_app(hub_dir, config or HubConfig())),
+        Mount("/console", console_app(hub_dir, config or HubConfig(), live=console_live)),
         *extra_routes,
     ]
     # Routes not made with api_route still answer the hub's and agent's errors alike.

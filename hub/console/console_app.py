@@ -15,6 +15,7 @@ from hub.console import pages
 from hub.console.auth import console_page, current_admin, refusal
 from hub.console.console_guard import ConsoleGuard
 from hub.console.console_state import STATIC_DIR, ConsoleState
+from hub.console.live import LiveRollouts
 from hub.console.login import LANDING, login, login_page, logout
 from hub.console.request_origin import TrustedProxies
 from hub.console.sessions import SessionPolicy
@@ -39,11 +40,15 @@ async def session_info(request: Request) -> Response:
     return JSONResponse({"name": admin.name, "role": admin.role})
 
 
-def console_app(hub_dir: HubDir, config: HubConfig, state: ConsoleState | None = None) -> Starlette:
+def console_app(hub_dir: HubDir, config: HubConfig, state: ConsoleState | None = None,
+                live: LiveRollouts | None = None) -> Starlette:
+    """`live` is the rollouts' live progress the serving hub runs (hub/console/live.py)."""
     state = state or ConsoleState(
         hub_dir=hub_dir,
         policy=SessionPolicy(config.console.session_idle, config.console.session_lifetime),
         proxies=TrustedProxies.parse(config.server.trusted_proxies),
+        live=live,
+        online_seconds=config.metrics.online_within,
     )
     routes: list[BaseRoute] = [
         Route("/", landing, methods=["GET"]),

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import jinja2
 import trio
 
+from hub.console.fleet_overview import ONLINE_SECONDS
+from hub.console.live import LiveRollouts
 from hub.console.login_throttle import LoginThrottle
 from hub.console.request_origin import TrustedProxies
 from hub.console.sessions import SessionPolicy
@@ -50,6 +52,14 @@ class ConsoleState:
     password_checks: trio.CapacityLimiter = field(
         default_factory=lambda: trio.CapacityLimiter(2)
     )
+    live: LiveRollouts | None = None
+    """The rollouts' live progress (hub/console/live.py), run by `serve`."""
+    online_seconds: float = ONLINE_SECONDS
+    """A device heard from within this is online ([metrics] online_within)."""
+
+    def __post_init__(self) -> None:
+        if self.live is None:  # no stream without `serve` running it; pages still read
+            self.live = LiveRollouts(self.hub_dir.database)
 
     async def in_database(self, work: Callable[[HubDatabase], T]) -> T:
         """`work` on a connection of its own, in a worker thread."""

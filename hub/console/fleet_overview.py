@@ -1,14 +1,14 @@
 """The fleet at a glance: devices per group and site, who was heard from lately, and what
 needs an admin (the console's overview page and /console/api/overview).
 
-"Online" means heard from within `online_seconds`: a device's last contact
-(`devices.last_seen`) is its latest signed heartbeat, result or enrollment
-(hub/devices/presence.py). A healthy idle agent's only contact is its heartbeat, every
-`[hub] heartbeat_interval` (900 s by default, 10 % jitter) and written by the hub in
-batches of a few seconds, so the default window is one heartbeat interval with that
-slack. Its static-file polls (every `poll_interval`) name no device and may not reach
-the hub at all, so they cannot count. A device silent for `stale_seconds` (three missed
-heartbeats by default) or never heard from is stale.
+"Online" means heard from within `online_seconds`, else stale (never heard from is
+stale too): a device's last contact (`devices.last_seen`) is its latest signed
+heartbeat, result or enrollment (hub/devices/presence.py). A healthy idle agent's only
+contact is its heartbeat, every `[hub] heartbeat_interval` (900 s by default, 10 %
+jitter); its static-file polls (every `poll_interval`) name no device and may not reach
+the hub at all, so they cannot count. The window is the hub's one notion of online,
+`[metrics] online_within` in hub.toml (two default heartbeats), so the console and
+/metrics agree.
 
 Alerts: devices whose latest result for a release is `revert-failed` (the device stops
 installing until someone looks) or `not-ready`, and stale devices. Removed devices count
@@ -21,13 +21,14 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.devices.presence import FLUSH_SECONDS
+from hub.config import MetricsSection
 from hub.rollouts.store import parse_time
 
-HEARTBEAT_SECONDS = 900.0
-"""The agents' default `[hub] heartbeat_interval` (agent/config.py)."""
-ONLINE_SECONDS = HEARTBEAT_SECONDS * 1.1 + FLUSH_SECONDS + 5
-STALE_SECONDS = HEARTBEAT_SECONDS * 3 + FLUSH_SECONDS + 5
+ONLINE_SECONDS = MetricsSection().online_within
+STALE_SECONDS = 900.0 * 3 + 3 + 5
+"""Three missed default heartbeats (900 s) and the hub's batching: the compliance
+report's default for "offline" (hub/compliance/gather.py), unchanged since it took it
+from here. The overview itself counts a device online or stale by ONLINE_SECONDS."""
 
 ALERT_OUTCOMES = ("revert-failed", "not-ready")
 
@@ -49,11 +50,9 @@ def fleet_overview(
     db: sqlite3.Connection,
     now: datetime | None = None,
     online_seconds: float = ONLINE_SECONDS,
-    stale_seconds: float = STALE_SECONDS,
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     online_after = now - timedelta(seconds=online_seconds)
-    stale_before = now - timedelta(seconds=stale_seconds)
     groups: dict[str, dict[str, Any]] = {}
     sites: dict[str, dict[str, int]] = {}
     stale: list[dict[str, Any]] = []
@@ -77,7 +76,7 @@ def fleet_overview(
         site = sites.setdefault(row["site"], {"devices": 0, "online": 0})
         site["devices"] += 1
         site["online"] += is_online
-        if seen is None or seen < stale_before:
+        if not is_online:
             stale.append({"device_id": row["device_id"], "name": row["name"],
                           "group": row["grp"], "site": row["site"],
                           "last_seen": row["last_seen"]})
@@ -92,7 +91,6 @@ def fleet_overview(
     return {
         "at": now.isoformat(timespec="seconds"),
         "online_seconds": online_seconds,
-        "stale_seconds": stale_seconds,
         "devices": total,
         "online": online,
         "pending_enrollment": pending,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,12 @@ import trio
 
 from hub.console.rollout_progress import SwarmView, rollout_progress, swarm_hashes, swarm_view
 from hub.database import HubDatabase
-from hub.rollouts.store import ensure_rollout_schema, read_rollout
+from hub.rollouts.store import (
+    ensure_rollout_schema,
+    open_rollout_database,
+    read_rollout,
+    read_rollouts,
+)
 from hub.swarm.tracker import Swarms
 
 log = logging.getLogger(__name__)
@@ -76,6 +81,8 @@ class LiveRollouts:
         self._wake = trio.Event()
         self._db: sqlite3.Connection | None = None
         self._data_version: int | None = None
+        self.running = False
+        """True while `run` runs: without it no stream would ever get anything."""
         self.recomputed = 0
         """How many times a rollout's progress was computed (tests check the fan-out)."""
 
@@ -99,12 +106,44 @@ class LiveRollouts:
                 self._progress.pop(key, None)
                 self._views.pop(key, None)
 
+    async def current(self, key: RolloutKey | None = None) -> list[Progress]:
+        """Fresh progress of one rollout (none if there is no such rollout), or of every
+        rollout, read on a connection of its own (pages and the JSON API)."""
+
+        def rollouts() -> list[RolloutKey]:
+            database = open_rollout_database(self.database_path)
+            try:
+                with database.read_transaction() as db:
+                    records = read_rollouts(db) if key is None else read_rollouts(db, *key)
+                    for record in records:
+                        if record.release not in self._hashes:
+                            self._hashes[record.release] = swarm_hashes(db, record.release)
+                    return [(record.release, record.group) for record in records]
+            finally:
+                database.close()
+
+        keys = await trio.to_thread.run_sync(rollouts)
+        views = {k: swarm_view(self.swarms, self._hashes.get(k[0], ())) for k in keys}
+
+        def progress() -> list[Progress]:
+            database = open_rollout_database(self.database_path)
+            try:
+                with database.read_transaction() as db:
+                    return [progress_of(db, release, group, views[(release, group)])
+                            for release, group in keys]
+            finally:
+                database.close()
+
+        found = await trio.to_thread.run_sync(progress)
+        return [p for p in found if not p.get("gone")]
+
     @property
     def viewers(self) -> int:
         return sum(len(viewers) for viewers in self._viewers.values())
 
     async def run(self) -> None:
         """Poll while anyone watches; a failing poll is logged and tried again."""
+        self.running = True
         try:
             while True:
                 if not self._viewers:
@@ -117,8 +156,10 @@ class LiveRollouts:
                 with trio.move_on_after(self.poll_seconds):
                     await self._wake.wait()
         finally:
+            self.running = False
             if self._db is not None:
                 self._db.close()
+                self._db = None
 
     async def _poll(self) -> None:
         keys = list(self._viewers)
@@ -172,23 +213,41 @@ class LiveRollouts:
     def compute(self, db: sqlite3.Connection, release: str, group: str,
                 view: SwarmView) -> Progress:
         self.recomputed += 1
-        record = read_rollout(db, release, group)
-        if record is None:
-            return {"release": release, "group": group, "gone": True}
-        return rollout_progress(db, record, view)
+        return progress_of(db, release, group, view)
 
 
-async def event_stream(live: LiveRollouts, release: str, group: str,
-                       keepalive: float = KEEPALIVE_SECONDS) -> AsyncIterator[str]:
+def progress_of(db: sqlite3.Connection, release: str, group: str, view: SwarmView) -> Progress:
+    record = read_rollout(db, release, group)
+    if record is None:
+        return {"release": release, "group": group, "gone": True}
+    return rollout_progress(db, record, view)
+
+
+async def event_stream(
+    live: LiveRollouts,
+    release: str,
+    group: str,
+    alive: Callable[[], Awaitable[bool]],
+    check_seconds: float = 5.0,
+    keepalive: float = KEEPALIVE_SECONDS,
+) -> AsyncIterator[str]:
     """Server-sent events for one rollout: `event: progress` with the JSON progress each
-    time it changes (the first at once), a comment line every `keepalive` seconds."""
+    time it changes (the first at once), a comment line when `keepalive` seconds passed
+    without one. Every `check_seconds` `alive()` is asked, and the stream ends once it
+    says False (the viewer's session ended)."""
     with live.watch(release, group) as viewer:
         yield "retry: 2000\n\n"
+        quiet_since = trio.current_time()
         while True:
             progress = None
-            with trio.move_on_after(keepalive):
+            with trio.move_on_after(check_seconds):
                 progress = await viewer.next()
-            if progress is None:
-                yield ": keepalive\n\n"
+            if progress is not None:
+                quiet_since = trio.current_time()
+                yield f"event: progress\ndata: {json.dumps(progress, sort_keys=True)}\n\n"
                 continue
-            yield f"event: progress\ndata: {json.dumps(progress, sort_keys=True)}\n\n"
+            if not await alive():
+                return
+            if trio.current_time() - quiet_since >= keepalive:
+                quiet_since = trio.current_time()
+                yield ": keepalive\n\n"

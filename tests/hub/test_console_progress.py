@@ -112,14 +112,14 @@ def test_overview_counts_groups_sites_online_and_alerts(tmp_path):
     result(database, "dev-" + f"{3:020x}", "not-ready")
     result(database, "dev-" + f"{3:020x}", "installed", "fixed")  # no longer an alert
     with database.transaction() as db:
-        overview = fleet_overview(db, NOW, online_seconds=10 * 60, stale_seconds=14 * 60)
+        overview = fleet_overview(db, NOW, online_seconds=10 * 60)
     assert overview["devices"] == 7 and overview["online"] == 4  # node0..node3 (0-9 min)
     assert overview["groups"]["ops"] == {"devices": 2, "online": 1,  # node4: 12 min
                                          "sites": {"south": 2}}
     assert overview["sites"]["north"] == {"devices": 4, "online": 2}
     assert [a["name"] for a in overview["alerts"]["revert-failed"]] == ["node1"]
     assert [a["name"] for a in overview["alerts"]["not-ready"]] == ["node2"]
-    assert [a["name"] for a in overview["alerts"]["stale"]] == ["node5", "node7"]
+    assert [a["name"] for a in overview["alerts"]["stale"]] == ["node4", "node5", "node7"]
 
 
 async def test_live_progress_is_computed_once_per_change_for_any_number_of_viewers(tmp_path):

@@ -9,4 +9,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-routes: list[BaseRoute] = []
+from hub.console.pages import audit, compliance, devices, overview, rollouts
+
+routes: list[BaseRoute] = [
+    *overview.routes,
+    *rollouts.routes,
+    *compliance.routes,
+    *devices.routes,
+    *audit.routes,
+]
