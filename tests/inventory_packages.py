@@ -69,6 +69,6 @@ def upgraded(rows: list[PackageRow], how_many: int, seed: int = 2) -> list[Packa
         name, version, arch, source, source_version = changed[index]
         changed[index] = (name, version + "+deb12u9", arch, source, source_version + "+deb12u9")
     del changed[rng.randrange(len(changed))]
-    changed.append(("newly-installed-tool", "1.2.3-1", "amd64", "newly-installed-tool",
-                    "1.2.3-1"))
+    name = "newly-installed-tool" if seed == 2 else f"newly-installed-tool{seed}"
+    changed.append((name, "1.2.3-1", "amd64", name, "1.2.3-1"))
     return changed

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 BASES_KEPT = 3
 """Full records kept per device for its diffs to apply to (a diff names the newest one
 its device sent; older ones serve diffs still travelling by gossip)."""
+HISTORY_KEPT = 1000
+"""History rows kept per device, newest: an enrolled device that changes every
+`min_spacing`, or a hostile one posting as fast as it can, cannot grow the table
+without bound."""
 _FACTS = ("os", "kernel", "architecture", "cpu_count", "memory_bytes", "disk_total_bytes")
 
 
@@ -91,6 +95,10 @@ def ingest_inventory(database: HubDatabase, signed: SignedInventory) -> Inventor
                 "kind, changes) VALUES (?, ?, ?, ?, ?, ?)",
                 (record.device_id, record.sequence, record.collected_at, now, record.kind,
                  json.dumps(changes, sort_keys=True)))
+            db.execute("DELETE FROM inventory_history WHERE device_id = ? AND id <= ("
+                       "SELECT id FROM inventory_history WHERE device_id = ? "
+                       "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                       (record.device_id, record.device_id, HISTORY_KEPT))
         db.execute("UPDATE devices SET last_seen = ? WHERE device_id = ?",
                    (now, record.device_id))
     return InventoryOutcome(stored=True, sequence=record.sequence)

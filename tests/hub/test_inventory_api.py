@@ -159,3 +159,23 @@ async def test_relays_learn_which_records_the_hub_lacks(api_hub):
     answer = (await client.post("/api/v1/inventory/missing", json=asked)).json()
     assert answer["missing"] == [{"device_id": identity.device_id, "sequence": 6},
                                  {"device_id": "dev-00000000000000000000", "sequence": 1}]
+
+
+async def test_a_devices_history_is_bounded_to_its_newest_changes(api_hub, monkeypatch):
+    from hub.inventory import ingest
+
+    monkeypatch.setattr(ingest, "HISTORY_KEPT", 3)
+    client, token, hub_dir = api_hub
+    identity = await enrolled(client, token)
+    rows = package_list(20)
+    base, signed_full = signed(identity, snapshot(rows), 1)
+    assert (await post(client, signed_full))[0] == 201
+    for sequence in range(2, 8):
+        rows = upgraded(rows, 1, seed=sequence)
+        assert (await post(client, signed(identity, snapshot(rows), sequence, base)[1]))[0] == 201
+    database = opened(hub_dir)
+    try:
+        assert [c.sequence for c in store.history(database, identity.device_id)] == [7, 6, 5]
+        assert store.latest(database, identity.device_id).package_count == len(rows)
+    finally:
+        database.close()
