@@ -23,7 +23,9 @@ from hub.rollouts.store import ensure_rollout_schema, parse_time, read_rollouts
 
 def gather_facts(database: HubDatabase, hub: str, now: datetime | None = None,
                  offline_after_seconds: float = STALE_SECONDS) -> ComplianceFacts:
-    now = now or datetime.now(UTC)
+    # Whole seconds, as the report prints it: a verifier recomputing the report as of its
+    # printed time must see the very instant the hub used.
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     releases = [ReleaseFact(row["target"], row["name"], row["version"], row["severity"],
                             row["category"], parse_time(row["published_at"]))
                 for row in database.query("SELECT * FROM releases")]
