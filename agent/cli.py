@@ -150,7 +150,7 @@ def status(config_file: Path, as_json: bool) -> None:
         return
     click.echo(f"device {report['device_id']}  group {report['group']}  site {report['site']}")
     click.echo(f"hub      {report['hub_url']}: {describe_hub(report[HUB_CONTACT_KEY])}")
-    for key in ("daemon", "activity", "metadata", "hold", "last_error", "alert"):
+    for key in ("daemon", "activity", "metadata", "hold", "inventory", "last_error", "alert"):
         if report["status"].get(key):
             click.echo(f"{key:<8} {report['status'][key]}")
         if key == "metadata":

@@ -90,6 +90,7 @@ class InventoryReporter:
         self.state = ReporterState.load(state_path)
         self._started = False
         self._last_attempt = 0.0
+        self._built = "record"
 
     async def run(self) -> None:
         while True:
@@ -133,6 +134,8 @@ class InventoryReporter:
         state.save(self.state_path)  # before it leaves: a sequence is never used twice
         log.info("inventory %d: %s record, %d packages, %d bytes", record.sequence,
                  record.kind, record.package_count, len(body))
+        self._built = (f"record {record.sequence} ({record.kind}, {record.package_count} "
+                       "packages)")
         if self.publish is not None:
             self.publish(SOFTWARE_FULL_KEY if record.kind == "full" else SOFTWARE_DIFF_KEY,
                          body)
@@ -146,6 +149,12 @@ class InventoryReporter:
         return await self._deliver(now)
 
     async def _deliver(self, now: float) -> str:
+        outcome = await self._post(now)
+        self.journal.set_status("inventory", f"{self._built}: {outcome} at "
+                                f"{datetime.fromtimestamp(now, UTC).isoformat(timespec='seconds')}")
+        return outcome
+
+    async def _post(self, now: float) -> str:
         self._last_attempt = now
         body = self.state.pending.encode("utf-8")
         try:

@@ -150,3 +150,12 @@ def test_the_probe_reads_os_release_and_fails_loudly_when_dpkg_query_fails(tmp_p
     done = subprocess.run([sys.executable, "-m", "agent.inventory.probe", "--dpkg-query",
                            "false"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "failed" in done.stderr
+
+
+async def test_the_agents_status_says_what_became_of_its_last_record(api_hub, tmp_path):  # noqa: F811
+    client, token, _hub_dir = api_hub
+    reporter, _identity, _packages, _clock, _published = await reporter_for(
+        client, token, tmp_path, package_list(40))
+    await reporter.step()
+    text, _at = reporter.journal.status()["inventory"]
+    assert text.startswith("record ") and "(full, 40 packages): taken at " in text
