@@ -94,6 +94,7 @@ SCHEMA_MODULES: tuple[str, ...] = (
     "hub.console.sessions",
     "hub.console.admin_accounts",
     "hub.compliance.schema",
+    "hub.vulns.store",
 )
 
 

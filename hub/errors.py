@@ -103,3 +103,12 @@ class ComplianceInputError(HubError):
 
 class EvidenceError(HubError):
     """An evidence bundle cannot be written or read (not its verification findings)."""
+
+
+class VulnFeedError(HubError):
+    """A vulnerability feed file (OSV, Debian security tracker) is unreadable or invalid;
+    the message names the file and the record. Nothing of that import was stored."""
+
+
+class UnknownVulnerabilityError(HubError):
+    """No imported feed record is about that vulnerability id."""

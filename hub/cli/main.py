@@ -325,6 +325,9 @@ def _register_command_groups() -> None:
     from hub.cli.targets import targets
 
     main.add_command(targets)
+    from hub.cli.vulns import vulns
+
+    main.add_command(vulns)
     main.add_command(release_group)
     from hub.cli.admins import admins
 
