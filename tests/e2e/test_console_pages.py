@@ -399,3 +399,20 @@ async def test_an_auditor_cannot_act(hub):
     assert form.status_code == 403 and api.status_code == 403
     assert hub.rollout_state() == before
     assert len(hub.audit("rollout.resume")) == actions_before
+
+
+async def test_a_stream_ends_once_its_session_is_logged_out(hub):
+    async with browser(hub, "audrey") as client:
+        token = csrf_of((await client.get(ROLLOUT_PAGE)).text)
+        async with client.stream("GET", EVENTS, headers={"accept": "text/event-stream"}) as s:
+            lines = s.aiter_lines()
+            with trio.fail_after(5):
+                await read_progress(lines)
+            out = await client.post("/console/logout", data={"csrf_token": token})
+            assert out.status_code == 303
+            ended = time.monotonic()
+            with trio.fail_after(15):  # the session is checked every 5 s
+                async for line in lines:
+                    assert not line.startswith("data: "), "nothing changed; no event due"
+        print(f"stream ended {time.monotonic() - ended:.1f} s after logout")
+        assert (await client.get(EVENTS)).status_code == 401
