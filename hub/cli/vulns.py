@@ -117,3 +117,69 @@ def emit_csv(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 def _table(columns: list[str]) -> Table:
     return Table(*columns)
+
+
+REPORT_COLUMNS = ["vulnerability", "group", "severity", "score", "state", "device_count",
+                  "devices", "installed", "fixed_in", "suggested_releases",
+                  "rollout_commands", "records", "severity_source", "suggestion"]
+
+
+@vulns.command("report")
+@hub_dir_option
+@click.option("--group", default=None, help="only this device group")
+@click.option("--severity", type=click.Choice(["critical", "high", "medium", "low",
+                                               "unimportant", "unknown"]), default=None,
+              help="only vulnerabilities at least this severe")
+@click.option("--format", "output", type=click.Choice(["table", "json", "csv"]),
+              default="table", show_default=True)
+@friendly_errors
+def vulns_report(hub_dir: str | None, group: str | None, severity: str | None,
+                 output: str) -> None:
+    """Exposure per vulnerability x group: devices, installed and fixed versions,
+    severity, and the release that fixes it with a ready `rollout start` line."""
+    from hub.cli.common import initialized_hub
+    from hub.inventory.store import latest_software
+    from hub.vulns.exposure import DeviceInfo, exposure_report
+    from hub.vulns.fixing_releases import package_releases
+    from hub.vulns.matching import FeedIndex, Matcher
+    from hub.vulns.store import advisory_infos, debian_statements
+
+    directory = initialized_hub(hub_dir)
+    database = HubDatabase(directory.database)
+    try:
+        devices = {row.device_id: DeviceInfo(row.device_id, row.name, row.group)
+                   for row in database.devices() if row.status != "removed"}
+        fleet = [software for device_id, software in latest_software(database).items()
+                 if device_id in devices and (group is None or devices[device_id].group == group)]
+        infos = advisory_infos(database)
+        findings = Matcher(FeedIndex(debian_statements(database))).match_all(fleet)
+        releases = package_releases(directory, database)
+    finally:
+        database.close()
+    rows = exposure_report(findings, infos, devices, releases, group, severity,
+                           hub_dir or "")
+    if output == "json":
+        emit_json(rows)
+        return
+    if output == "csv":
+        emit_csv(rows, REPORT_COLUMNS)
+        return
+    if not rows:
+        console.print(f"no exposure found: {len(fleet)} devices with inventories, "
+                      f"{len(infos)} feed records")
+        return
+    table = _table(["vulnerability", "group", "severity", "state", "devices", "installed",
+                    "fixed in", "release"])
+    for row in rows:
+        label = row["severity"] + (f" {row['score']:.1f}" if row["score"] is not None else "")
+        table.add_row(row["vulnerability"], row["group"], label, row["state"],
+                      str(row["device_count"]), "\n".join(row["installed"]),
+                      "\n".join(row["fixed_in"]) or "-",
+                      "\n".join(row["suggested_releases"]) or "-")
+    console.print(table)
+    # whole lines, never wrapped inside a table cell, so each copies as it is
+    for row in rows:
+        for command in row["rollout_commands"]:
+            console.print(f"{row['vulnerability']} {row['group']}: {command}")
+        if row["state"] == "fixable" and not row["rollout_commands"]:
+            console.print(f"{row['vulnerability']} {row['group']}: {row['suggestion']}")

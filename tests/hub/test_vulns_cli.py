@@ -4,8 +4,12 @@ devices enrolled and their inventories taken in by the inventory store
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -153,3 +157,93 @@ def test_explain_of_unknown_cve_or_device_is_a_clear_error(fleet_hub):
         result.output
     result = run(fleet_hub, "vulns", "explain", "CVE-2024-5535", "nobody")
     assert result.exit_code == 1 and "no single enrolled device" in result.output
+
+
+def build_deb(directory, package, version, source=""):
+    tree = directory / f"{package}-{version}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "usr/share/doc" / package).mkdir(parents=True)
+    (tree / "usr/share/doc" / package / "VERSION").write_text(version)
+    source_line = f"Source: {source}\n" if source else ""
+    (tree / "DEBIAN/control").write_text(
+        f"Package: {package}\n{source_line}Version: {version}\nArchitecture: amd64\n"
+        "Maintainer: Tests <tests@example.invalid>\nDescription: test package\n")
+    deb = directory / f"{package}_{version}_amd64.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(deb)],
+                   check=True, capture_output=True)
+    return deb
+
+
+def publish_deb(hub, tmp_path, name, version, package, deb_version, source=""):
+    deb = build_deb(tmp_path, package, deb_version, source)
+    release = tmp_path / f"{name}-{version}.toml"
+    release.write_text(f'name = "{name}"\nversion = "{version}"\nseverity = "critical"\n'
+                       f'category = "security"\n[install]\ntype = "dpkg"\n'
+                       f'package = "{package}"\n')
+    ok(hub, "publish", str(release), str(deb))
+
+
+@pytest.fixture
+def reported_hub(fleet_hub, tmp_path):
+    ok(fleet_hub, "vulns", "import", str(FEEDS))
+    # carries the fix (source version from `Source: openssl (…)`), and an older one that
+    # does not: only the first may be suggested
+    publish_deb(fleet_hub, tmp_path, "libssl3-security", "3.0.15", "libssl3",
+                "3.0.15-1~deb12u1", "openssl")
+    publish_deb(fleet_hub, tmp_path, "libssl3-old", "3.0.13", "libssl3",
+                "3.0.13-1~deb12u1", "openssl")
+    return fleet_hub
+
+
+def test_report_gives_exposure_per_cve_and_group_with_a_ready_rollout_command(reported_hub):
+    rows = json.loads(ok(reported_hub, "vulns", "report", "--format", "json"))
+    by_key = {(row["vulnerability"], row["group"]): row for row in rows}
+    assert set(by_key) == {
+        ("CVE-2024-5535", "web"), ("CVE-2024-5535", "legacy"), ("CVE-2024-6387", "web"),
+        ("CVE-2023-45853", "web"), ("CVE-2025-0725", "web"), ("CVE-2024-99001", "web"),
+        ("CVE-2023-7090", "legacy"), ("CVE-2024-25062", "legacy"),
+    }
+    openssl = by_key[("CVE-2024-5535", "web")]
+    assert openssl["severity"] == "critical" and openssl["score"] == 9.1
+    assert openssl["severity_source"].startswith("CVSS_V3 CVSS:3.1/AV:N")
+    assert openssl["state"] == "fixable" and openssl["devices"] == ["web-1", "web-2"]
+    assert openssl["installed"] == ["libssl3 3.0.11-1~deb12u2"]
+    assert openssl["fixed_in"] == ["bookworm: openssl 3.0.15-1~deb12u1"]
+    assert openssl["suggested_releases"] == ["libssl3-security@3.0.15"]
+    command = openssl["rollout_commands"][0]
+    assert command == (f"meisitong-hub rollout start libssl3-security@3.0.15 --group web "
+                       f"--dir {reported_hub}")
+    legacy = by_key[("CVE-2024-5535", "legacy")]
+    assert legacy["fixed_in"] == ["bullseye: openssl 1.1.1w-0+deb11u2"]
+    assert legacy["rollout_commands"] == []
+    assert "no published release carries libssl1.1 from source openssl 1.1.1w-0+deb11u2" \
+        in legacy["suggestion"]
+    zlib = by_key[("CVE-2023-45853", "web")]
+    assert zlib["state"] == "unfixed" and zlib["fixed_in"] == [] and \
+        zlib["rollout_commands"] == [] and zlib["severity"] == "unimportant"
+    assert by_key[("CVE-2025-0725", "web")]["state"] == "undetermined"
+    assert rows[0]["vulnerability"] == "CVE-2024-5535"  # most severe first
+    # the command is ready: it starts the rollout as printed
+    result = CliRunner().invoke(main, shlex.split(command)[1:])
+    assert result.exit_code == 0, result.output
+    assert "rollout of releases/libssl3-security/3.0.15/" in result.output
+
+
+def test_report_filters_by_group_and_severity_and_writes_csv_and_a_table(reported_hub):
+    legacy = json.loads(ok(reported_hub, "vulns", "report", "--group", "legacy",
+                           "--format", "json"))
+    assert {row["group"] for row in legacy} == {"legacy"} and len(legacy) == 3
+    critical = json.loads(ok(reported_hub, "vulns", "report", "--severity", "critical",
+                             "--format", "json"))
+    assert {(row["vulnerability"], row["group"]) for row in critical} == {  # CVSS is the CVE's
+        ("CVE-2024-5535", "web"), ("CVE-2024-5535", "legacy")}
+    high = json.loads(ok(reported_hub, "vulns", "report", "--severity", "high",
+                         "--format", "json"))
+    assert len(high) == 2  # nothing else is scored high or above
+    rows = list(csv.DictReader(io.StringIO(ok(reported_hub, "vulns", "report", "--format",
+                                              "csv"))))
+    assert len(rows) == 8 and rows[0]["vulnerability"] == "CVE-2024-5535"
+    assert rows[0]["devices"] in ("web-1; web-2", "legacy-1")
+    table = ok(reported_hub, "vulns", "report")
+    assert "CVE-2024-5535" in table and "meisitong-hub rollout start libssl3-security@3.0.15"\
+        in table
