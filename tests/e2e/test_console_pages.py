@@ -205,6 +205,8 @@ async def test_pages_and_their_json_show_the_real_fleet(hub):
         assert text_of(listing, "rollout-0-installed") == "1"
         rollout = (await client.get(ROLLOUT_PAGE)).text
         assert text_of(rollout, "rollout-state") == "active"
+        # What the controller waits for, as `rollout status` says it (2 results, 1 good).
+        assert text_of(rollout, "rollout-next") == "stage 1 of 2 (50%): 2 of 7 results needed"
         assert text_of(rollout, "stage-0-members") == str(len(first))
         assert text_of(rollout, "stage-0-installed") == "1"
         assert text_of(rollout, "stage-0-revert-failed") == "1"

@@ -35,6 +35,7 @@ from hub.console.live import LiveRollouts, event_stream
 from hub.console.rollout_progress import STATES
 from hub.errors import HubError, RolloutError, UnknownReleaseError
 from hub.rollouts.changes import RolloutAction, change_rollout
+from hub.rollouts.status import rollout_status
 
 MAX_REASON = 500
 
@@ -96,14 +97,25 @@ async def rollouts_api(request: Request) -> Response:
 
 
 def _render_rollout(request: Request, progress: dict[str, Any], status_code: int = 200,
-                    error: str = "", done: str = "") -> Response:
+                    error: str = "", done: str = "", next_step: str = "") -> Response:
     release, group = progress["release"], progress["group"]
     return render(
         request, "rollout.html", status_code=status_code, rollout=progress, states=STATES,
-        allowed=allowed_actions(progress), error=error, done=done,
+        allowed=allowed_actions(progress), error=error, done=done, next_step=next_step,
         events_url=f"/console/api/events/rollouts/{quote(group)}/{quote(release)}",
         action_url=rollout_path(progress),
     )
+
+
+async def _next_step(request: Request) -> str:
+    """What the controller does next and why, as `rollout status` says it."""
+    hub_dir = console_state(request).hub_dir
+    group, release = request.path_params["group"], request.path_params["release"]
+    try:
+        found = await trio.to_thread.run_sync(lambda: rollout_status(hub_dir, release, group))
+    except (RolloutError, UnknownReleaseError):
+        return ""
+    return str(found[0]["next"]) if found else ""
 
 
 @console_page()
@@ -112,7 +124,7 @@ async def rollout_page(request: Request) -> Response:
     if progress is None:
         return _not_found(request)
     done = request.query_params.get("done", "")
-    return _render_rollout(request, progress,
+    return _render_rollout(request, progress, next_step=await _next_step(request),
                            done=done if done in {a.value for a in RolloutAction} else "")
 
 
