@@ -43,6 +43,8 @@ KEEPALIVE_SECONDS = 15.0
 
 RolloutKey = tuple[str, str]
 """(release target, group)."""
+EVERY_ROLLOUT: RolloutKey = ("", "")
+"""The key of the rollouts list: its progress is `{"rollouts": [every rollout's]}`."""
 
 Progress = dict[str, Any]
 
@@ -76,7 +78,8 @@ class LiveRollouts:
         self.poll_seconds = poll_seconds
         self._viewers: dict[RolloutKey, set[Viewer]] = {}
         self._progress: dict[RolloutKey, Progress] = {}
-        self._views: dict[RolloutKey, dict[str, int]] = {}
+        self._views: dict[RolloutKey, Any] = {}
+        self._every_release: tuple[str, ...] = ()
         self._hashes: dict[str, tuple[bytes, ...]] = {}
         self._wake = trio.Event()
         self._db: sqlite3.Connection | None = None
@@ -88,8 +91,9 @@ class LiveRollouts:
 
     @contextmanager
     def watch(self, release: str, group: str) -> Iterator[Viewer]:
-        """A viewer of one rollout for as long as the block runs; its first progress
-        comes at once if another viewer's is current, else within one poll."""
+        """A viewer of one rollout (EVERY_ROLLOUT: of them all) for as long as the block
+        runs; its first progress comes at once if another viewer's is current, else
+        within one poll."""
         key = (release, group)
         viewer = Viewer()
         self._viewers.setdefault(key, set()).add(viewer)
@@ -163,7 +167,7 @@ class LiveRollouts:
 
     async def _poll(self) -> None:
         keys = list(self._viewers)
-        views = {key: swarm_view(self.swarms, self._hashes.get(key[0], ())) for key in keys}
+        views = {key: self._view(key) for key in keys}
         stale = [key for key in keys
                  if key not in self._progress or views[key] != self._views.get(key)]
         computed = await trio.to_thread.run_sync(self._read, keys, stale, views)
@@ -174,6 +178,13 @@ class LiveRollouts:
             self._progress[key] = progress
             for viewer in self._viewers[key]:
                 viewer.offer(progress)
+
+    def _view(self, key: RolloutKey) -> Any:
+        """The tracker's view of the key's release (of every release, for the list)."""
+        if key == EVERY_ROLLOUT:
+            return {release: swarm_view(self.swarms, self._hashes.get(release, ()))
+                    for release in self._every_release}
+        return swarm_view(self.swarms, self._hashes.get(key[0], ()))
 
     # -- in a worker thread ---------------------------------------------------------
 
@@ -191,7 +202,7 @@ class LiveRollouts:
         return self._db
 
     def _read(self, keys: list[RolloutKey], stale: list[RolloutKey],
-              views: dict[RolloutKey, dict[str, int]]) -> dict[RolloutKey, Progress]:
+              views: dict[RolloutKey, Any]) -> dict[RolloutKey, Progress]:
         db = self._connection()
         version = db.execute("PRAGMA data_version").fetchone()[0]
         changed = version != self._data_version
@@ -203,6 +214,9 @@ class LiveRollouts:
         try:
             out = {}
             for release, group in wanted:
+                if (release, group) == EVERY_ROLLOUT:
+                    out[EVERY_ROLLOUT] = self._compute_every(db, views[EVERY_ROLLOUT])
+                    continue
                 if release not in self._hashes:
                     self._hashes[release] = swarm_hashes(db, release)
                 out[(release, group)] = self.compute(db, release, group, views[(release, group)])
@@ -214,6 +228,17 @@ class LiveRollouts:
                 view: SwarmView) -> Progress:
         self.recomputed += 1
         return progress_of(db, release, group, view)
+
+    def _compute_every(self, db: sqlite3.Connection, views: dict[str, SwarmView]) -> Progress:
+        self.recomputed += 1
+        records = read_rollouts(db)
+        for record in records:
+            if record.release not in self._hashes:
+                self._hashes[record.release] = swarm_hashes(db, record.release)
+        # The next poll reads the tracker for releases that appeared in this one.
+        self._every_release = tuple(sorted({record.release for record in records}))
+        return {"rollouts": [rollout_progress(db, record, views.get(record.release, {}))
+                             for record in records]}
 
 
 def progress_of(db: sqlite3.Connection, release: str, group: str, view: SwarmView) -> Progress:

@@ -350,6 +350,27 @@ async def test_many_viewers_each_get_the_change_within_a_second(hub):
     assert len(delays) == VIEWERS and delays[-1] < 1.0, delays
 
 
+async def test_the_rollouts_list_stream_carries_every_rollouts_changed_counts(hub):
+    def installed(message: dict) -> int:
+        [rollout] = message["rollouts"]
+        return sum(stage["counts"]["installed"] for stage in rollout["stages"])
+
+    async with browser(hub, "audrey") as client:
+        listing = (await client.get("/console/rollouts")).text
+        assert 'data-events-url="/console/api/events/rollouts"' in listing
+        assert 'src="/console/static/rollouts_live.js"' in listing
+        async with client.stream("GET", "/console/api/events/rollouts",
+                                 headers={"accept": "text/event-stream"}) as stream:
+            lines = stream.aiter_lines()
+            with trio.fail_after(5):
+                before, _ = await read_progress(lines)
+            sent = time.monotonic()
+            await post_result(hub, hub.in_stage(1)[1], "installed")
+            with trio.fail_after(5):
+                after, arrived = await read_progress(lines)
+    assert installed(after) == installed(before) + 1 and arrived - sent < 1.0
+
+
 async def test_admin_actions_change_the_rollout_and_are_audited_with_the_login(hub):
     async with browser(hub, "alice") as client:
         page = (await client.get(ROLLOUT_PAGE)).text

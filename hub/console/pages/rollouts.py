@@ -5,9 +5,10 @@ the change is checked, signed, published and audited (actor `admin:NAME`) the sa
 
 A rollout is named by its group and release target in the path:
 `/console/rollouts/GROUP/releases/NAME/VERSION/FILE`; the stream is at
-`/console/api/events/rollouts/GROUP/…` and the JSON at `/console/api/rollouts/GROUP/…`.
-The page works without script (a form posts the action and the page is shown again);
-its script only keeps the counts live.
+`/console/api/events/rollouts/GROUP/…` and the JSON at `/console/api/rollouts/GROUP/…`;
+the list's stream, every rollout at once, is `/console/api/events/rollouts`. The pages
+work without script (a form posts the action and the page is shown again); their
+scripts only keep the counts live.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from hub.console.auth import (
     session_alive,
     wants_json,
 )
-from hub.console.live import LiveRollouts, event_stream
+from hub.console.live import EVERY_ROLLOUT, LiveRollouts, event_stream
 from hub.console.rollout_progress import STATES
 from hub.errors import HubError, RolloutError, UnknownReleaseError
 from hub.rollouts.changes import RolloutAction, change_rollout
@@ -194,17 +195,11 @@ async def rollout_action_api(request: Request) -> Response:
 SESSION_CHECK_SECONDS = 5.0
 
 
-@console_page()
-async def rollout_events(request: Request) -> Response:
-    """The rollout's progress as server-sent events: at once, then at every change. Ends
-    when the session does (checked every few seconds)."""
+def _stream(request: Request, release: str, group: str) -> Response:
     live = live_rollouts(request)
     if not live.running:
         return JSONResponse({"error": "live updates are not running in this hub process"},
                             status_code=503)
-    if await _one(request) is None:
-        return _not_found(request)
-    release, group = request.path_params["release"], request.path_params["group"]
 
     async def alive() -> bool:
         try:
@@ -219,6 +214,21 @@ async def rollout_events(request: Request) -> Response:
     )
 
 
+@console_page()
+async def rollout_events(request: Request) -> Response:
+    """The rollout's progress as server-sent events: at once, then at every change. Ends
+    when the session does (checked every few seconds)."""
+    if await _one(request) is None:
+        return _not_found(request)
+    return _stream(request, request.path_params["release"], request.path_params["group"])
+
+
+@console_page()
+async def rollouts_events(request: Request) -> Response:
+    """Every rollout's progress, `{"rollouts": [...]}`, as server-sent events."""
+    return _stream(request, *EVERY_ROLLOUT)
+
+
 routes: list[BaseRoute] = [
     Route("/rollouts", rollouts_page, methods=["GET"]),
     Route("/api/rollouts", rollouts_api, methods=["GET"]),
@@ -226,5 +236,6 @@ routes: list[BaseRoute] = [
     Route("/rollouts/{group}/{release:path}", rollout_action, methods=["POST"]),
     Route("/api/rollouts/{group}/{release:path}", rollout_api, methods=["GET"]),
     Route("/api/rollouts/{group}/{release:path}", rollout_action_api, methods=["POST"]),
+    Route("/api/events/rollouts", rollouts_events, methods=["GET"]),
     Route("/api/events/rollouts/{group}/{release:path}", rollout_events, methods=["GET"]),
 ]
