@@ -84,11 +84,31 @@ def cpu_model(path: Path = Path("/proc/cpuinfo")) -> str:
     return ""
 
 
+DMI_PRODUCT_NAME = Path("/sys/class/dmi/id/product_name")
+DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+
+
+def product_name(dmi: Path = DMI_PRODUCT_NAME, device_tree: Path = DEVICE_TREE_MODEL) -> str:
+    """The hardware model, for the compatibility matrix (a release that breaks on one
+    model): DMI's product name on PCs, servers and VMs, else the device tree's model
+    (ARM boards), NUL-terminated there. World-readable both; "" when neither exists."""
+    for path in (dmi, device_tree):
+        try:
+            text = path.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            continue
+        text = " ".join(text.replace("\x00", " ").split())
+        if text:
+            return text[:200]
+    return ""
+
+
 def hardware(disk: Path) -> dict[str, Any]:
     import psutil
 
     usage = psutil.disk_usage(str(disk))
     return {"cpu_count": psutil.cpu_count() or 0, "cpu_model": cpu_model(),
+            "product_name": product_name(),
             "memory_bytes": psutil.virtual_memory().total,
             "disk_total_bytes": usage.total, "disk_free_bytes": usage.free}
 

@@ -68,6 +68,10 @@ class OsRelease(StrictModel):
 class Hardware(StrictModel):
     cpu_count: int = Field(default=0, ge=0, le=1 << 20)
     cpu_model: str = Field(default="", max_length=200)
+    product_name: str = Field(default="", max_length=200)
+    """The hardware model: DMI's product name (/sys/class/dmi/id/product_name, e.g.
+    "OptiPlex 7090"), or the device tree's model on boards without DMI ("Raspberry Pi
+    4 Model B Rev 1.4"); "" when the device has neither (most VMs have DMI)."""
     memory_bytes: int = Field(default=0, ge=0, lt=2**62)
     disk_total_bytes: int = Field(default=0, ge=0, lt=2**62)
     disk_free_bytes: int = Field(default=0, ge=0, lt=2**62)

@@ -127,6 +127,8 @@ def devices_show(hub_dir: str | None, as_json: bool, device: str, with_packages:
     hardware = inventory["hardware"]
     console.print(f"OS        {inventory['os']['pretty_name'] or inventory['os']['id']}")
     console.print(f"kernel    {inventory['kernel']} ({inventory['architecture']})")
+    if hardware.get("product_name"):
+        console.print(f"model     {hardware['product_name']}")
     console.print(f"hardware  {hardware['cpu_count']} CPU {hardware['cpu_model']}, "
                   f"{_size(hardware['memory_bytes'])} RAM, disk "
                   f"{_size(hardware['disk_free_bytes'])} free of "

@@ -340,6 +340,9 @@ def _register_command_groups() -> None:
     from hub.cli.evidence import evidence
 
     main.add_command(evidence)
+    from hub.cli.compat import compat
+
+    main.add_command(compat)
 
 
 _register_command_groups()

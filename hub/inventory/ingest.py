@@ -41,7 +41,8 @@ HISTORY_KEPT = 1000
 """History rows kept per device, newest: an enrolled device that changes every
 `min_spacing`, or a hostile one posting as fast as it can, cannot grow the table
 without bound."""
-_FACTS = ("os", "kernel", "architecture", "cpu_count", "memory_bytes", "disk_total_bytes")
+_FACTS = ("os", "kernel", "architecture", "cpu_count", "memory_bytes", "disk_total_bytes",
+          "product_name")
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,8 @@ def _fact(summary: dict[str, Any], name: str) -> str:
                                           os_release["codename"]) if part)
     if name in summary:
         return str(summary[name])
-    return str(summary["hardware"][name])
+    # .get: records stored before a fact was collected (product_name) lack it.
+    return str(summary["hardware"].get(name, ""))
 
 
 def _changes(before: dict[str, Any] | None, before_rows: list[PackageRow] | None,

@@ -32,6 +32,9 @@ from hub.inventory.software import DeviceSoftware, InstalledPackage, OperatingSy
 class Hardware:
     cpu_count: int = 0
     cpu_model: str = ""
+    product_name: str = ""
+    """The hardware model (DMI product name or device-tree model); records from agents
+    before it was collected read as ""."""
     memory_bytes: int = 0
     disk_total_bytes: int = 0
     disk_free_bytes: int = 0
@@ -80,7 +83,8 @@ class InventoryChange:
     package_count: int
     packages: tuple[PackageChange, ...] = ()
     facts: dict[str, tuple[str, str]] = field(default_factory=dict)
-    """os, kernel, architecture, cpu_count, memory_bytes, disk_total_bytes: (before, after)."""
+    """os, kernel, architecture, cpu_count, memory_bytes, disk_total_bytes, product_name:
+    (before, after)."""
     releases: tuple[tuple[str, str, str], ...] = ()
     """(name, old version, new version) of Meisitong releases, "" for none."""
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import InventorySection
 from agent.device_identity import DeviceIdentity
-from agent.inventory.probe import dpkg_packages, os_release
+from agent.inventory.probe import dpkg_packages, os_release, product_name
 from agent.inventory.reporter import InventoryReporter
 from agent.journal import Journal
 from hub.database import HubDatabase
@@ -159,3 +159,12 @@ async def test_the_agents_status_says_what_became_of_its_last_record(api_hub, tm
     await reporter.step()
     text, _at = reporter.journal.status()["inventory"]
     assert text.startswith("record ") and "(full, 40 packages): taken at " in text
+
+
+def test_the_probe_reads_the_hardware_model_from_dmi_else_the_device_tree(tmp_path):
+    dmi, tree = tmp_path / "product_name", tmp_path / "model"
+    tree.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
+    assert product_name(dmi, tree) == "Raspberry Pi 4 Model B Rev 1.4"  # no DMI: an ARM board
+    dmi.write_text("OptiPlex 7090\n")
+    assert product_name(dmi, tree) == "OptiPlex 7090"
+    assert product_name(tmp_path / "none", tmp_path / "neither") == ""
