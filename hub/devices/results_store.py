@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from agent.errors import SignatureError
 from agent.wire.result import SignedResult
@@ -20,8 +21,11 @@ class IngestOutcome:
     """False when the record was already there (a retry or a relay's copy)."""
 
 
-def ingest_result(database: HubDatabase, signed: SignedResult) -> IngestOutcome:
+def ingest_result(database: HubDatabase, signed: SignedResult,
+                  now: datetime | None = None) -> IngestOutcome:
     """Verify against the enrolled device key, then store once per (device, record id).
+    `now` (the wall clock unless a simulation gives its own) is when it was received and
+    the device last seen.
 
     Raises UnknownDeviceError or SignatureError; nothing is stored then.
     """
@@ -38,6 +42,7 @@ def ingest_result(database: HubDatabase, signed: SignedResult) -> IngestOutcome:
         log.warning("dropped result %s: signature of %s does not verify",
                     record.record_id, record.device_id)
         raise
+    received = utc_now() if now is None else now.astimezone(UTC).isoformat(timespec="seconds")
     with database.transaction() as db:
         cursor = db.execute(
             "INSERT INTO results (record_id, device_id, release, outcome, reason, started_at, "
@@ -45,11 +50,11 @@ def ingest_result(database: HubDatabase, signed: SignedResult) -> IngestOutcome:
             "ON CONFLICT(device_id, record_id) DO NOTHING",
             (
                 record.record_id, record.device_id, record.release, record.outcome,
-                record.reason, record.started_at, record.finished_at, utc_now(),
+                record.reason, record.started_at, record.finished_at, received,
                 signed.to_bytes(),
             ),
         )
         db.execute(
-            "UPDATE devices SET last_seen = ? WHERE device_id = ?", (utc_now(), record.device_id)
+            "UPDATE devices SET last_seen = ? WHERE device_id = ?", (received, record.device_id)
         )
     return IngestOutcome(stored=cursor.rowcount == 1)

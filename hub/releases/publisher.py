@@ -115,7 +115,11 @@ def publish_release(
     offline_keys_dir: Path | None = None,
     progress: Progress | None = None,
     actor: str = "admin",
+    now: datetime | None = None,
 ) -> PublishedRelease:
+    """Publish PAYLOAD as the release MANIFEST_FILE describes. `now` is the publication
+    time the release key signs (deadlines and deferrals count from it): the wall clock
+    unless a simulation on trio's MockClock gives its own."""
     import time
 
     hub_dir.require_initialized()
@@ -163,7 +167,7 @@ def publish_release(
                     info_hash_v1=made.info_hash_v1,
                     info_hash_v2=made.info_hash_v2,
                 ),
-                published_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                published_at=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
             )
             created = _missing_parents(served.parent, hub_dir.payloads)
             served.parent.mkdir(parents=True, exist_ok=True)
