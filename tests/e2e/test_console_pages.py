@@ -376,6 +376,9 @@ async def test_admin_actions_change_the_rollout_and_are_audited_with_the_login(h
         page = (await client.get(ROLLOUT_PAGE)).text
         assert 'id="pause-button"' in page and 'id="resume-button"' in page
         token = csrf_of(page)
+        form = re.search(r'<form method="post" action="([^"]+)"[^>]*id="rollout-actions">\s*'
+                         r'<input type="hidden" name="csrf_token" value="([^"]+)">', page)
+        assert form and form.groups() == (ROLLOUT_PAGE, token)  # the form carries the token
         no_token = await client.post(ROLLOUT_PAGE, data={"action": "pause"})
         assert no_token.status_code == 403 and hub.rollout_state()[0] == "active"
 
