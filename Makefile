@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 # Installed only when running as root and only if missing; without them those tests skip.
 SYSTEM_TOOLS := mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs dpkg-deb:dpkg \
 	qbittorrent-nox:qbittorrent-nox aria2c:aria2 transmission-show:transmission-cli \
-	node:nodejs npm:npm pdftoppm:poppler-utils
+	node:nodejs npm:npm pdftoppm:poppler-utils chromium:chromium chromedriver:chromium-driver
 system-tools:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for pair in $(SYSTEM_TOOLS); do \

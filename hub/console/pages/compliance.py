@@ -42,10 +42,11 @@ def _days(request: Request) -> int:
 def group_shares(database: HubDatabase, days: int, now: datetime | None = None
                  ) -> dict[str, list[tuple[datetime, float | None]]]:
     """Every group with accepted devices -> its compliance share at each step."""
-    now = now or datetime.now(UTC)
-    facts = gather_facts(database, "", now)
+    facts = gather_facts(database, "", now or datetime.now(UTC))
     step = timedelta(days=days) / POINTS
-    since = now - step * POINTS
+    # From the facts' own time (a whole second), so the last point is that instant and
+    # not one step earlier: `now` with a fraction would put it past facts.now.
+    since = facts.now - step * POINTS
     groups = sorted({device.group for device in facts.devices})
     return {group: shares_over_time(facts, group, since, step) for group in groups}
 
