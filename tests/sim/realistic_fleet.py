@@ -101,6 +101,8 @@ class DeviceFate:
     """When it downloaded the release."""
     offline_since: datetime | None = None
     """Its last contact before going offline, if it was offline at the end."""
+    install_reason: str = ""
+    """Why the policy let it start when it did (`plan_install`'s reason)."""
 
 
 @dataclass
@@ -345,6 +347,7 @@ async def simulate(spec: RunSpec, workdir: Path) -> RunOutcome:
                 with watch.time("plan_install"):
                     plan = plan_install(view.policy, release_facts, facts, virtual_now())
                 if plan.verdict is Verdict.NOW:
+                    outcome.fates[device.device_id].install_reason = plan.reason
                     if device.not_ready:
                         report(device, Outcome.NOT_READY, NOT_READY_REASON)
                         return

@@ -14,6 +14,7 @@ import trio.testing
 
 from hub.database import HubDatabase
 from hub.rollouts.store import read_rollouts
+from tests.sim.fleet_compliance import expected_statuses, reachable_share, run_report
 from tests.sim.fleet_conditions import PUBLISHED, FleetMakeup
 from tests.sim.realistic_fleet import RunOutcome, RunSpec, simulate
 
@@ -80,3 +81,47 @@ def test_the_hub_records_the_simulated_times_it_was_given(fleet_run):
             assert seen[device_id] == fate.offline_since.isoformat()
         else:
             assert seen[device_id] > (fleet_run.ended_at - timedelta(minutes=16)).isoformat()
+
+
+def test_compliance_report_lists_every_device_with_the_reason_the_simulation_knows(
+    fleet_run,
+):
+    timed = run_report(fleet_run)
+    report = timed.report
+    rows = {row["device_id"]: row for row in report["rows"]}
+    assert len(rows) == len(report["rows"]) == DEVICES  # one row per device and release
+    expected = expected_statuses(fleet_run)
+    for device_id, (status, reason) in expected.items():
+        row = rows[device_id]
+        assert (row["status"], row["reason"][:len(reason)]) == (status, reason), row
+    exceptions = {row["device_id"] for row in report["exceptions"]}
+    assert exceptions == {d for d, (status, _) in expected.items() if status != "compliant"}
+    assert all(row["deadline"] == fleet_run.deadline.isoformat() for row in rows.values())
+    assert not any(row["status"] == "revert-failed" for row in rows.values())
+
+
+def test_reachable_devices_are_compliant_unless_no_window_was_left_before_the_deadline(
+    fleet_run,
+):
+    """A device back from days offline after its group's last window before the deadline
+    installs at the deadline (agent/policy/evaluator.py rule 4) and so finishes minutes
+    after it: the report calls it late. Every other reachable device is compliant."""
+    report = run_report(fleet_run).report
+    late = [row for row in report["rows"] if row["status"] == "late"]
+    for row in late:
+        device = fleet_run.conditions[row["device_id"]]
+        assert device.back_at is not None, row
+        assert fleet_run.fates[row["device_id"]].install_reason in (
+            "deadline", "deadline passed"), row
+    reachable = [row for row in report["rows"]
+                 if row["in_scope"] and row["status"] not in ("offline", "reverted",
+                                                               "not-ready")]
+    assert len(late) < 0.01 * len(reachable)
+    fates = fleet_run.fates.values()
+    on_time = sum(f.outcome == "installed" and f.finished_at is not None
+                  and f.finished_at <= fleet_run.deadline for f in fates)
+    assert reachable_share(report) == pytest.approx(
+        on_time / sum(f.offline_since is None for f in fates))
+    for summary in report["summary"]:
+        assert summary["severity"] == "critical"
+        assert summary["mean_hours"] < 72 and summary["p95_hours"] < 72
