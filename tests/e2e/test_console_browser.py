@@ -279,6 +279,12 @@ def watch_results_then_dom(site: Site, driver: Any, release: str, cell: str,
     return delays
 
 
+def assert_within_a_second(delays: list[float]) -> None:
+    """Each change shown within a second of its result (issue 13), and not before it
+    beyond the 10 ms the hub's database is polled at: the page shows what the hub got."""
+    assert all(-0.05 < delay < 1.0 for delay in delays), delays
+
+
 # -- the tests, in order --------------------------------------------------------------
 
 
@@ -330,7 +336,7 @@ def test_stage_counts_change_live_while_agents_report(site, browser):
     assert browser.execute_script("return performance.timeOrigin") == loaded
     assert all(agent.installed_version() == "1.0.0" for agent in site.agents)
     print("live update, result at the hub -> DOM (s):", [round(d, 3) for d in delays])
-    assert all(delay < 1.5 for delay in delays), delays
+    assert_within_a_second(delays)
     screenshot(browser, "rollout-live-installed")
 
 
@@ -374,7 +380,7 @@ def test_pause_from_the_console_reaches_the_agents(site, browser):
     print("live update after resume, result at the hub -> DOM (s):",
           [round(d, 3) for d in delays])
     assert all(agent.installed_version() == "2.0.0" for agent in site.agents)
-    assert all(delay < 1.5 for delay in delays), delays
+    assert_within_a_second(delays)
 
 
 def test_every_other_page_renders_from_the_real_fleet(site, browser):
