@@ -44,7 +44,19 @@ def joining_stage(
     return next((index for index, percent in enumerate(entry.stages) if bucket < percent), None)
 
 
+def is_held(entry: RolloutEntry, device_id: str) -> bool:
+    """The hub holds this release for this device (its combination of OS, model or
+    packages fails it significantly more often; `RolloutEntry.held_devices`)."""
+    return device_id in entry.held_devices
+
+
+HELD = "held for this device: its OS, model or packages fail this release more often"
+
+
 def in_current_stage(entry: RolloutEntry, device_id: str, group: str) -> bool:
+    """In a stage the rollout has reached, and not held for this device."""
+    if is_held(entry, device_id):
+        return False
     stage = joining_stage(entry, device_id, group)
     return stage is not None and stage <= entry.current_stage
 
@@ -88,6 +100,9 @@ def select_releases(
         if entry.state is not RolloutState.ACTIVE:
             skipped.append(Skipped(entry.release, f"rollout is {entry.state}"))
             continue
+        if is_held(entry, device_id):
+            skipped.append(Skipped(entry.release, HELD))
+            continue
         if not in_current_stage(entry, device_id, document.group):
             skipped.append(Skipped(entry.release, f"not in stage ({entry.stage_percent}%)"))
             continue
@@ -121,6 +136,8 @@ def held_releases(
         elif entry.state is not RolloutState.ACTIVE:
             held[release] = f"rollout is {entry.state}" + (
                 f": {entry.reason}" if entry.reason else "")
+        elif is_held(entry, device_id):
+            held[release] = HELD
         elif document is not None and not in_current_stage(entry, device_id, document.group):
             held[release] = f"not in stage ({entry.stage_percent}%)"
     return held

@@ -95,6 +95,7 @@ SCHEMA_MODULES: tuple[str, ...] = (
     "hub.console.admin_accounts",
     "hub.compliance.schema",
     "hub.vulns.store",
+    "hub.rollouts.holds",
 )
 
 

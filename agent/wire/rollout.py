@@ -9,6 +9,13 @@ device decides from a stable hash of (device id, release) whether it is in the c
 stage (`agent.rollout_selection`), so membership only grows and the document needs no
 per-device list; explicit pilot devices and pilot groups are in every stage. Documents
 written before stages existed carry only `stage_percent`: they read as a single stage.
+
+`held_devices` lists devices the rollout goes on without: the hub's compatibility hold
+(hub/compat/hold.py) found their combination of OS, model or packages failing the
+release significantly more often than the rest. A listed device neither starts the
+release nor goes on with a downloaded one, whatever its stage. The key is left out of
+the document while the list is empty, so agents that predate it read the documents of
+rollouts without holds as before.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from agent.wire.canonical import canonical_json
 from agent.wire.validation import NAME_PATTERN, StrictModel, parse_json_model
@@ -27,6 +34,7 @@ DEVICE_ID_PATTERN = r"^[0-9a-z-]{4,64}$"
 MAX_STAGES = 20
 MAX_PILOT_DEVICES = 1000
 MAX_PILOT_GROUPS = 100
+MAX_HELD_DEVICES = 10_000
 
 
 class RolloutState(StrEnum):
@@ -62,6 +70,14 @@ class RolloutEntry(StrictModel):
     pilot_groups: list[str] = Field(default_factory=list, max_length=MAX_PILOT_GROUPS)
     reason: str = Field(default="", max_length=500, description="why paused or halted")
     started_at: str
+    held_devices: list[str] = Field(default_factory=list, max_length=MAX_HELD_DEVICES)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_holds(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.held_devices:
+            data.pop("held_devices", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -91,6 +107,9 @@ class RolloutEntry(StrictModel):
         for group in self.pilot_groups:
             if not _matches(NAME_PATTERN, group):
                 raise ValueError(f"pilot group {group!r} is not a group name")
+        for device in self.held_devices:
+            if not _matches(DEVICE_ID_PATTERN, device):
+                raise ValueError(f"held device {device!r} is not a device id")
         return self
 
 

@@ -78,6 +78,10 @@ def rollout() -> None:
 @click.option("--halt-test", type=click.Choice([t.value for t in HaltTest]), default=None,
               help="sprt (default): halt as soon as failures are significant; fixed: only "
                    "at the stage gate (for comparison)")
+@click.option("--hold-flagged", is_flag=True,
+              help="hold the release for devices in a combination (OS, model, packages) "
+                   "that `compat` flags as failing significantly more, and go on for the "
+                   "others")
 @click.option("--new-group", is_flag=True,
               help="create GROUP: no device is in it yet (else an unknown group is an error)")
 @json_option
@@ -85,7 +89,8 @@ def rollout() -> None:
 def rollout_start(hub_dir: str | None, release: str, group: str, stages: tuple[int, ...] | None,
                   pilot_devices: tuple[str, ...], pilot_groups: tuple[str, ...],
                   min_results: int | None, success_threshold: float | None, soak: str | None,
-                  halt_test: str | None, new_group: bool, as_json: bool) -> None:
+                  halt_test: str | None, hold_flagged: bool, new_group: bool,
+                  as_json: bool) -> None:
     """Start rolling RELEASE (NAME or NAME@VERSION) out to --group."""
     from hub.rollouts.changes import start_rollout
     from hub.rollouts.rules import RolloutPlan
@@ -99,6 +104,8 @@ def rollout_start(hub_dir: str | None, release: str, group: str, stages: tuple[i
         rules["soak_seconds"] = int(parse_duration(soak).total_seconds())
     if halt_test is not None:
         rules["halt_test"] = halt_test
+    if hold_flagged:
+        rules["hold_flagged"] = True
     plan: dict[str, Any] = {"pilot_devices": pilot_devices, "pilot_groups": pilot_groups,
                             "rules": rules}
     if stages is not None:
@@ -141,6 +148,10 @@ def rollout_status_command(hub_dir: str | None, release: str | None, group: str 
             console.print(f"  {marker} {stage['percent']:>3}%  {stage['members']:>5} devices  "
                           f"{stage['successes']} ok, {stage['failures']} failed "
                           f"(needs {stage['required']})", highlight=False)
+        if row["held_devices"]:
+            console.print(f"  held for {len(row['held_devices'])} device(s) in flagged "
+                          "combinations (`audit --action rollout.hold` says why)",
+                          highlight=False)
         console.print(f"  next: {row['next']}", highlight=False)
 
 

@@ -219,10 +219,17 @@ def apply_rollout_rules(hub_dir: HubDir, now: datetime | None = None) -> Control
                 record = read_rollout(db, release, group)
                 if record is None or record.state is not RolloutState.ACTIVE:
                     continue
+                held = _hold_flagged(database, db, record, now) if record.rules.hold_flagged \
+                    else []
+                changes.extend(held)
+                if held:
+                    record = read_rollout(db, release, group) or record
                 decision = decide(gather_progress(db, record).evidence, record.rules, now)
                 if decision.verdict is Verdict.WAIT:
                     if decision.recheck_at is not None:
                         recheck.append(decision.recheck_at)
+                    if held:
+                        _publish(hub_dir, db, record.audience_groups)
                     continue
                 if decision.verdict is Verdict.HALT:
                     changed = record.changed(state=RolloutState.HALTED, reason=decision.reason)
@@ -246,6 +253,32 @@ def apply_rollout_rules(hub_dir: HubDir, now: datetime | None = None) -> Control
 
 
 # -- internals ----------------------------------------------------------------------
+
+
+def _hold_flagged(database: HubDatabase, db: sqlite3.Connection, record: RolloutRecord,
+                  now: datetime) -> list[ControllerChange]:
+    """Hold the release for the rollout's devices in flagged compatibility combinations:
+    rows and audit entry (with the figures) inside the caller's transaction; the caller
+    publishes the documents that list them."""
+    import json
+
+    from hub.compat.hold import new_holds
+    from hub.compat.matrix import CompatSettings
+    from hub.rollouts.holds import add_holds
+
+    changes = []
+    for hold in new_holds(db, record):
+        figures = hold.figures(CompatSettings())
+        add_holds(db, record.release, record.group, hold.devices,
+                  json.dumps(figures["attributes"]), iso(now))
+        reason = hold.reason()
+        database.audit(db, CONTROLLER, "rollout.hold", record.release, group=record.group,
+                       reason=reason, decided_at=iso(now), stage_percent=record.stage_percent,
+                       state=record.state.value, evidence=figures)
+        changes.append(ControllerChange(record.release, record.group, Verdict.HOLD, reason,
+                                        record.stage_percent))
+    return changes
+
 
 
 def _apply_action(

@@ -44,6 +44,8 @@ class Verdict(StrEnum):
     WAIT = "wait"
     ADVANCE = "advance"
     HALT = "halt"
+    HOLD = "hold"
+    """Never returned by `decide`: the compatibility hold's change (hub/compat/hold.py)."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@ that decide they are in. A device's latest result counts: `installed` as a succe
 `reverted`, `revert-failed` and `failed` as failures; `not-ready`, `deferred` and
 `superseded` (a newer version of the name was installed while it waited) not at all:
 nothing was tried. Results stored before a resume after a halt no longer count, and
-their devices are no longer members (they will not report again).
+their devices are no longer members (they will not report again). Devices the rollout
+holds (a flagged compatibility combination, hub/compat/hold.py) are members of no stage
+and their results count for nothing: the rollout is judged on the devices it goes on
+with.
 """
 
 from __future__ import annotations
@@ -51,9 +54,10 @@ def stage_membership(db: sqlite3.Connection, record: RolloutRecord) -> dict[str,
         f"grp IN ({marks})",
         audience,
     ).fetchall()
+    held = set(record.held_devices)
     return {
         device: joining_stage(entry, device, group, _bucket(device, record.release))
-        for device, group in devices
+        for device, group in devices if device not in held
     }
 
 

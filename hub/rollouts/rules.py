@@ -51,6 +51,10 @@ class RolloutRules(StrictModel):
     sprt_beta: float = Field(default=DEFAULT_SPRT_BETA, gt=0, lt=0.5)
     automatic: bool = True
     """False: the controller leaves the rollout alone (admins and tests drive it by hand)."""
+    hold_flagged: bool = False
+    """Opt-in: at every pass, before its halt rules, the controller holds the release for
+    the rollout's devices in a combination the compatibility matrix flags (hub/compat/
+    hold.py), and goes on for the others; their results then count for neither."""
 
     @property
     def acceptable_failure_rate(self) -> float:

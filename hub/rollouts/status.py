@@ -70,6 +70,7 @@ def _describe(record: RolloutRecord, progress: Any, now: datetime) -> dict[str, 
         "pilot_groups": list(record.plan.pilot_groups),
         "rules": rules.model_dump(mode="json"),
         "devices_outside_stages": progress.outside_stages,
+        "held_devices": list(record.held_devices),
         "next": next_step,
     }
     if rules.halt_test is HaltTest.SPRT:

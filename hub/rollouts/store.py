@@ -19,6 +19,7 @@ from pathlib import Path
 
 from agent.wire.rollout import GroupRollouts, RolloutEntry, RolloutState, rollout_target_path
 from hub.database import HubDatabase
+from hub.rollouts.holds import held_devices
 from hub.rollouts.rules import RolloutPlan, RolloutRules
 
 ROLLOUT_SCHEMA = """
@@ -78,6 +79,8 @@ class RolloutRecord:
     evidence_after: int = 0
     """Results stored at or before this row id no longer count (set by a resume after a
     halt: the admin has seen that evidence and chose to go on)."""
+    held_devices: tuple[str, ...] = ()
+    """Devices the rollout goes on without (hub/rollouts/holds.py)."""
 
     @property
     def stage_percent(self) -> int:
@@ -107,6 +110,7 @@ class RolloutRecord:
             pilot_groups=list(self.plan.pilot_groups),
             reason=self.reason[:500],
             started_at=self.started_at,
+            held_devices=list(self.held_devices),
         )
 
     def changed(self, **changes: object) -> RolloutRecord:
@@ -153,7 +157,10 @@ def read_rollouts(
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = db.execute(f"{_SELECT}{where} ORDER BY r.started_at, r.release, r.grp",  # noqa: S608
                       params).fetchall()
-    return [_record(row) for row in rows]
+    records = [_record(row) for row in rows]
+    return [replace(record, held_devices=held)
+            if (held := held_devices(db, record.release, record.group)) else record
+            for record in records]
 
 
 def read_rollout(db: sqlite3.Connection, release: str, group: str) -> RolloutRecord | None:

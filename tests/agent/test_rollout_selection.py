@@ -180,3 +180,31 @@ def test_downloaded_releases_are_held_when_their_rollout_stops_or_leaves_the_dev
     }
     assert held_releases(None, DEVICE, ["releases/app/1"]) == {
         "releases/app/1": "no rollout of it for this device's group"}
+
+
+def test_a_held_device_neither_starts_nor_goes_on_with_the_release_the_others_do():
+    other = "dev-fedcba9876543210fedc"
+    entry = RolloutEntry(release="releases/app/1", started_at="2026-11-25T00:00:00+00:00",
+                         held_devices=[DEVICE])
+    document = GroupRollouts(group="g", rollouts=[entry])
+    releases = {"releases/app/1": info("1.0")}
+    chosen, skipped = select_releases(document, DEVICE, releases, {})
+    assert chosen == [] and "held for this device" in skipped[0].why
+    assert [c.release for c in select_releases(document, other, releases, {})[0]] == [
+        "releases/app/1"]
+    assert not in_current_stage(entry, DEVICE, "g") and in_current_stage(entry, other, "g")
+    assert "held for this device" in held_releases(document, DEVICE, ["releases/app/1"])[
+        "releases/app/1"]
+    assert held_releases(document, other, ["releases/app/1"]) == {}
+
+
+def test_documents_without_holds_carry_no_held_devices_key_for_agents_that_predate_it():
+    entry = RolloutEntry(release="releases/app/1", started_at="2026-11-25T00:00:00+00:00")
+    assert b"held_devices" not in GroupRollouts(group="g", rollouts=[entry]).to_bytes()
+    held = entry.model_copy(update={"held_devices": [DEVICE]})
+    data = GroupRollouts(group="g", rollouts=[held]).to_bytes()
+    assert GroupRollouts.from_bytes(data, "rollouts/g.json").rollouts[0].held_devices == [DEVICE]
+    bad = json.dumps({"group": "g", "rollouts": [{**json.loads(data)["rollouts"][0],
+                                                  "held_devices": ["../x"]}]}).encode()
+    with pytest.raises(WireFormatError, match="held device '../x' is not a device id"):
+        GroupRollouts.from_bytes(bad, "rollouts/g.json")
