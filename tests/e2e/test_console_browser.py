@@ -5,8 +5,9 @@ real `meisitong-hub serve` process with three real `meisitong-agent run` process
 while the agents report, without a reload (the delay from a result's arrival at the hub
 to the DOM change is measured and printed); the Pause button reaching the agents (their
 verified rollout document says paused, and they do not install though their stage is
-open, until Resume); an auditor shown no buttons and refused a forged change (403); a
-screenshot of every page kept under build/test-artifacts/console/.
+open, until Resume); an auditor watching the rollouts list change live as the CLI pauses
+a rollout, shown no buttons, and refused a forged change (403); a screenshot of every page
+kept under build/test-artifacts/console/.
 
 The tests run in file order and share one hub, fleet and browser (module fixtures): each
 picks up where the one before left off, as an admin at the console would.
@@ -412,13 +413,27 @@ def test_every_other_page_renders_from_the_real_fleet(site, browser):
     screenshot(browser, "audit-rollout-actions")
 
 
-def test_an_auditor_sees_no_buttons_and_a_forged_change_is_refused(site, browser):
+def test_an_auditor_watches_live_sees_no_buttons_and_a_forged_change_is_refused(site, browser):
     browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
     WebDriverWait(browser, 10).until(lambda d: "/console/login" in d.current_url)
     log_in(browser, site, "audrey")
     WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/console/overview"))
     with site.db() as db:
         [target] = db.execute("SELECT target FROM releases WHERE version = '2.0.0'").fetchone()
+    # The list is live too, for an auditor: a pause from the CLI shows without a reload.
+    browser.get(f"{site.url}/console/rollouts")
+    WebDriverWait(browser, 10).until(lambda d: text(d, "live-status") == "live")
+    row = browser.find_element(By.CSS_SELECTOR, f"tr[data-release='{target}']")
+    state = row.get_attribute("id") + "-state"
+    assert text(browser, state) == "active" and text(browser, row.get_attribute("id")
+                                                      + "-installed") == "3"
+    loaded = browser.execute_script("return performance.timeOrigin")
+    site.fleet.command(BIN_HUB, "rollout", "pause", "app@2.0.0", "--group", GROUP,
+                       "--reason", "audit week")
+    wait_text(browser, state, "paused", timeout=5)
+    assert browser.execute_script("return performance.timeOrigin") == loaded
+    screenshot(browser, "rollouts-auditor-live")
+
     browser.get(rollout_page(site, target))
     WebDriverWait(browser, 10).until(lambda d: text(d, "live-status") == "live")
     assert browser.find_elements(By.ID, "pause-button") == []
@@ -430,9 +445,9 @@ def test_an_auditor_sees_no_buttons_and_a_forged_change_is_refused(site, browser
         const done = arguments[arguments.length - 1];
         consoleFetch(window.location.pathname.replace('/console/', '/console/api/'), {
           method: 'POST', headers: {'Content-Type': 'application/json'},
-          body: JSON.stringify({action: 'pause'})})
+          body: JSON.stringify({action: 'resume'})})
         .then(async r => done([r.status, await r.text()]));
     """)
     assert answer[0] == 403, answer
-    assert site.rollout_state(target) == before
-    assert len(site.audit("rollout.pause")) == 1
+    assert site.rollout_state(target) == before == ("paused", 100)
+    assert len(site.audit("rollout.resume")) == 1  # the admin's, from the console
