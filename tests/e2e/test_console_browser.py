@@ -41,8 +41,10 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Debian's chromium and chromium-driver (the paths are given to selenium, so its
+# selenium-manager never fetches a browser or driver from the network).
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).parents[2] / "build" / "test-artifacts" / "console"
 PASSWORD = "correct horse battery staple"
 AGENT_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
@@ -134,7 +136,7 @@ def chromium_or_skip() -> None:
     """Chromium is a system tool `make test` installs (Makefile SYSTEM_TOOLS); only a
     machine where that was impossible skips."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing and not (shutil.which("chromium") and shutil.which("chromedriver")):
+    if missing:
         pytest.skip(f"headless Chromium cannot be had here ({', '.join(missing)} missing; "
                     "`make test` installs Debian's chromium and chromium-driver as root)")
 
@@ -183,7 +185,6 @@ def browser(site) -> Iterator[Any]:
                      "--disable-dev-shm-usage", "--window-size=1280,900"):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # The driver's path is given, so selenium-manager never looks for one on the network.
     try:
         driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     except WebDriverException as exc:
