@@ -152,7 +152,8 @@ def vulns_report(hub_dir: str | None, group: str | None, severity: str | None,
         fleet = [software for device_id, software in latest_software(database).items()
                  if device_id in devices and (group is None or devices[device_id].group == group)]
         infos = advisory_infos(database)
-        findings = Matcher(FeedIndex(debian_statements(database))).match_all(fleet)
+        findings = Matcher(FeedIndex(debian_statements(database))).match_fleet(
+            fleet, {device_id: device.group for device_id, device in devices.items()})
         releases = package_releases(directory, database)
     finally:
         database.close()

@@ -82,40 +82,45 @@ def exposure_report(findings: list[Finding], infos: dict[str, AdvisoryInfo],
                     devices: dict[str, DeviceInfo], releases: list[PackageRelease],
                     group: str | None = None, severity: str | None = None,
                     hub_dir_option: str = "") -> list[dict[str, Any]]:
-    # the strongest finding per (vulnerability, device, binary package)
-    best: dict[tuple[str, str, str], Finding] = {}
-    matched: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    """Rows from findings of `Matcher.match_fleet` (or `match_all`): every device a
+    finding names must be in `devices`; findings naming devices of several groups are
+    split by group."""
+    per_row: dict[tuple[str, str], list[tuple[Finding, tuple[str, ...]]]] = defaultdict(list)
+    about: dict[str, tuple[str, ...]] = {}
     for finding in findings:
-        device = devices.get(finding.device_id)
-        if device is None or (group is not None and device.group != group):
+        by_group: dict[str, list[str]] = defaultdict(list)
+        for device_id in finding.device_ids:
+            device = devices.get(device_id)
+            if device is not None and (group is None or device.group == group):
+                by_group[device.group].append(device_id)
+        if not by_group:
             continue
-        info = infos.get(finding.record_id)
-        for vulnerability in info.vulnerabilities if info else (finding.record_id,):
-            key = (vulnerability, finding.device_id, finding.package.name)
-            held = best.get(key)
-            if held is None or _STRENGTH[finding.judgement.verdict] < \
-                    _STRENGTH[held.judgement.verdict]:
-                best[key] = finding
-            matched[(vulnerability, device.group)].append(finding)
+        record_id = finding.record_id
+        vulnerabilities = about.get(record_id)
+        if vulnerabilities is None:
+            info = infos.get(record_id)
+            vulnerabilities = about[record_id] = info.vulnerabilities if info else (record_id,)
+        for vulnerability in vulnerabilities:
+            for device_group, device_ids in by_group.items():
+                per_row[(vulnerability, device_group)].append((finding, tuple(device_ids)))
     severity_of = SeverityOf(infos)
-    per_row: dict[tuple[str, str], list[Finding]] = defaultdict(list)
-    for (vulnerability, device_id, _package), finding in best.items():
-        per_row[(vulnerability, devices[device_id].group)].append(finding)
     rows = []
     for (vulnerability, row_group), row_findings in per_row.items():
-        rated = severity_of(vulnerability, matched[(vulnerability, row_group)])
+        rated = severity_of(vulnerability, [finding for finding, _ids in row_findings])
         if severity is not None and not at_least(rated, severity):
             continue
         rows.append(_row(vulnerability, row_group, row_findings, rated, devices, releases,
-                         matched[(vulnerability, row_group)], hub_dir_option))
+                         hub_dir_option))
     rows.sort(key=lambda row: (LEVELS.index(row["severity"]), -(row["score"] or 0.0),
                                -row["device_count"], row["vulnerability"], row["group"]))
     return rows
 
 
-def _row(vulnerability: str, group: str, findings: list[Finding], rated: Severity,
-         devices: dict[str, DeviceInfo], releases: list[PackageRelease],
-         all_matched: list[Finding], hub_dir_option: str) -> dict[str, Any]:
+def _row(vulnerability: str, group: str, held: list[tuple[Finding, tuple[str, ...]]],
+         rated: Severity, devices: dict[str, DeviceInfo], releases: list[PackageRelease],
+         hub_dir_option: str) -> dict[str, Any]:
+    findings = [finding for finding, _ids in held]
+    exposed = {device_id for _finding, ids in held for device_id in ids}
     state = min((f.judgement.verdict for f in findings), key=_STRENGTH.__getitem__)
     suggested: dict[str, PackageRelease] = {}
     to_publish: set[str] = set()
@@ -148,12 +153,12 @@ def _row(vulnerability: str, group: str, findings: list[Finding], rated: Severit
         "score": rated.score,
         "severity_source": rated.source,
         "state": state.value,
-        "device_count": len({f.device_id for f in findings}),
-        "devices": sorted({devices[f.device_id].name for f in findings}),
+        "device_count": len(exposed),
+        "devices": sorted({devices[device_id].name for device_id in exposed}),
         "installed": sorted({f"{f.package.name} {f.package.version}" for f in findings}),
         "fixed_in": sorted({_fixed_text(f) for f in findings
                             if f.judgement.verdict is Verdict.FIXABLE}),
-        "records": sorted({f.record_id for f in all_matched}),
+        "records": sorted({f.record_id for f in findings}),
         "suggested_releases": sorted(suggested),
         "rollout_commands": commands,
         "suggestion": suggestion,

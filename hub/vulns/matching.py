@@ -181,11 +181,11 @@ def _affected(where: str, version: str, matched: str, fixed: str, last: str) -> 
 # -- a fleet ---------------------------------------------------------------------------
 
 class Finding(NamedTuple):
-    """A device exposed through one installed binary package, by one feed record. (A
-    tuple: a fleet yields millions, and a frozen dataclass costs ten times as much to
-    make.)"""
+    """Devices exposed through one installed binary package (the same name, version and
+    source on each), by one feed record. A tuple: a fleet yields many, and a frozen
+    dataclass costs twice as much to make."""
 
-    device_id: str
+    device_ids: tuple[str, ...]
     package: InstalledPackage
     release: str
     record_id: str
@@ -249,13 +249,39 @@ class Matcher:
             source, version = source_of(package)
             hits = self.exposures(codename, source, version)
             if hits:
-                findings.extend([Finding(device_id, package, codename, record_id, statement,
-                                         judgement)
+                findings.extend([Finding((device_id,), package, codename, record_id,
+                                         statement, judgement)
                                  for record_id, statement, judgement in hits])
         return findings
 
     def match_all(self, fleet: Iterable[DeviceSoftware]) -> list[Finding]:
+        """One finding per device, package and record."""
         findings: list[Finding] = []
         for software in fleet:
             findings += self.match(software)
+        return findings
+
+    def match_fleet(self, fleet: Iterable[DeviceSoftware],
+                    group_of: dict[str, str]) -> list[Finding]:
+        """One finding per (group, release, installed package, record), naming every
+        device of the group that has that package: what a report per group needs,
+        without a finding per device (a fleet repeats the same packages; 1,000 devices x
+        3,000 packages gave 5.8 million per-device findings in tests/bench/)."""
+        holders: dict[tuple[str, str, InstalledPackage], list[str]] = defaultdict(list)
+        for software in fleet:
+            release = device_release(software.os)
+            if not release.known:
+                continue
+            group = group_of.get(software.device_id, "")
+            for package in software.packages:
+                holders[(group, release.codename, package)].append(software.device_id)
+        findings: list[Finding] = []
+        for (_group, codename, package), device_ids in holders.items():
+            source, version = source_of(package)
+            hits = self.exposures(codename, source, version)
+            if hits:
+                ids = tuple(device_ids)
+                findings.extend([Finding(ids, package, codename, record_id, statement,
+                                         judgement)
+                                 for record_id, statement, judgement in hits])
         return findings
