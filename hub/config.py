@@ -12,6 +12,7 @@ from agent.listen_address import host_port
 from agent.log_format import LogFormat
 from agent.wire.decoding import decode_toml
 from agent.wire.validation import StrictModel, parse_model
+from hub.devices.online_window import ONLINE_WITHIN_SECONDS
 from hub.errors import HubConfigError
 
 
@@ -126,7 +127,7 @@ class MetricsSection(StrictModel):
         default=None, description="if set, /metrics asks for `Authorization: Bearer` "
         "with the token this file holds")
     online_within: float = Field(
-        default=1800.0, gt=0, le=30 * 86400,
+        default=ONLINE_WITHIN_SECONDS, gt=0, le=30 * 86400,
         description="seconds: a device heard from within this is online, else stale "
         "(two of the agents' default 15-minute heartbeats)")
 

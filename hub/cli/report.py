@@ -38,8 +38,9 @@ def compliance_report(hub_dir: str | None, group: str | None, severity: str | No
     directory = initialized_hub(hub_dir)
     database = HubDatabase(directory.database)
     try:
-        facts = gather_facts(database, HubConfig.load(directory.config_file).public_url,
-                             now or datetime.now(UTC))
+        config = HubConfig.load(directory.config_file)
+        facts = gather_facts(database, config.public_url, now or datetime.now(UTC),
+                             offline_after_seconds=config.metrics.online_within)
     finally:
         database.close()
     return compute_report(facts, filters)

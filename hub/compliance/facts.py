@@ -13,6 +13,7 @@ from datetime import datetime
 
 from agent.policy import Policy
 from agent.wire.rollout import RolloutEntry
+from hub.devices.online_window import ONLINE_WITHIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -91,5 +92,6 @@ class ComplianceFacts:
     results: list[ResultFact]
     policies: dict[str, Policy]
     exceptions: list[AdminException] = field(default_factory=list)
-    offline_after_seconds: float = 2708.0
-    """Silent this long means offline (three missed heartbeats, as the console says)."""
+    offline_after_seconds: float = ONLINE_WITHIN_SECONDS
+    """Silent this long means offline: the window the console and /metrics use
+    (hub/devices/online_window.py)."""

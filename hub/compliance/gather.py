@@ -15,14 +15,14 @@ from hub.compliance.facts import (
     ResultFact,
     RolloutFact,
 )
-from hub.console.fleet_overview import STALE_SECONDS
 from hub.database import HubDatabase
+from hub.devices.online_window import ONLINE_WITHIN_SECONDS
 from hub.policy.policies import group_policy
 from hub.rollouts.store import ensure_rollout_schema, parse_time, read_rollouts
 
 
 def gather_facts(database: HubDatabase, hub: str, now: datetime | None = None,
-                 offline_after_seconds: float = STALE_SECONDS) -> ComplianceFacts:
+                 offline_after_seconds: float = ONLINE_WITHIN_SECONDS) -> ComplianceFacts:
     # Whole seconds, as the report prints it: a verifier recomputing the report as of its
     # printed time must see the very instant the hub used.
     now = (now or datetime.now(UTC)).replace(microsecond=0)

@@ -21,14 +21,10 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.config import MetricsSection
+from hub.devices.online_window import ONLINE_WITHIN_SECONDS
 from hub.rollouts.store import parse_time
 
-ONLINE_SECONDS = MetricsSection().online_within
-STALE_SECONDS = 900.0 * 3 + 3 + 5
-"""Three missed default heartbeats (900 s) and the hub's batching: the compliance
-report's default for "offline" (hub/compliance/gather.py), unchanged since it took it
-from here. The overview itself counts a device online or stale by ONLINE_SECONDS."""
+ONLINE_SECONDS = ONLINE_WITHIN_SECONDS
 
 ALERT_OUTCOMES = ("revert-failed", "not-ready")
 

@@ -62,10 +62,11 @@ def export_evidence(hub_dir: HubDir, out: Path, since: datetime | None,
     hub_dir.require_initialized()
     if out.exists():
         raise EvidenceError(f"{out}: exists already; give a new directory")
-    hub_name = HubConfig.load(hub_dir.config_file).public_url
+    config = HubConfig.load(hub_dir.config_file)
     database = HubDatabase(hub_dir.database)
     try:
-        facts = gather_facts(database, hub_name, now)
+        facts = gather_facts(database, config.public_url, now,
+                             offline_after_seconds=config.metrics.online_within)
         report = compute_report(facts, Filters(since=since))
         covered = {r.target for r in facts.releases
                    if since is None or r.published_at >= since}
@@ -85,7 +86,7 @@ def export_evidence(hub_dir: HubDir, out: Path, since: datetime | None,
         _metadata(hub_dir, scratch)
         _dump(scratch / bundle.PRESENCE, presence)
         _dump(scratch / bundle.REPORT, report)
-        manifest = {"format": bundle.FORMAT, "hub": hub_name, "generated_at":
+        manifest = {"format": bundle.FORMAT, "hub": config.public_url, "generated_at":
                     report["generated_at"], "since": since.isoformat() if since else None,
                     "results": len(bodies), "audit_entries": len(chain),
                     "witnesses": len(witnesses), "report_rows": len(report["rows"])}
