@@ -15,6 +15,7 @@ from pydantic import Field
 from agent.errors import SignatureError, WireFormatError
 from agent.wire.canonical import canonical_json
 from agent.wire.device_signature import sign_detached, verify_detached
+from agent.wire.health_signals import HealthSignals
 from agent.wire.validation import StrictModel, parse_json_model
 
 MAX_RECORD_BYTES = 64 * 1024
@@ -46,6 +47,16 @@ class ResultRecord(StrictModel):
     bytes_from_peers: int = Field(default=0, ge=0)
     bytes_from_hub: int = Field(default=0, ge=0)
     agent_version: str = ""
+    signals: HealthSignals | None = None
+    """Optional (agents before it did not send it): what the signature covers leaves it
+    out when absent, so records signed before it existed still verify."""
+
+    def signed_form(self) -> dict[str, object]:
+        """The record as its device signs it: without `signals` when there are none."""
+        data = self.model_dump(mode="json")
+        if data.get("signals") is None:
+            data.pop("signals", None)
+        return data
 
 
 class SignedResult(StrictModel):
@@ -56,7 +67,7 @@ class SignedResult(StrictModel):
     def sign(cls, record: ResultRecord, key: Ed25519PrivateKey) -> SignedResult:
         return cls(
             record=record,
-            signature=sign_detached(key, canonical_json(record.model_dump(mode="json"))),
+            signature=sign_detached(key, canonical_json(record.signed_form())),
         )
 
     def verify(self, public_key_raw: bytes) -> None:
@@ -65,7 +76,7 @@ class SignedResult(StrictModel):
             verify_detached(
                 public_key_raw,
                 self.signature,
-                canonical_json(self.record.model_dump(mode="json")),
+                canonical_json(self.record.signed_form()),
             )
         except (InvalidSignature, ValueError) as exc:
             raise SignatureError(
@@ -74,7 +85,8 @@ class SignedResult(StrictModel):
             ) from None
 
     def to_bytes(self) -> bytes:
-        return canonical_json(self.model_dump(mode="json"))
+        return canonical_json({"record": self.record.signed_form(),
+                               "signature": self.signature})
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> SignedResult:

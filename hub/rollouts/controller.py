@@ -23,6 +23,10 @@ The rules (README, "Staged rollouts"), in the order they are applied:
    passed: success rate ≥ threshold advances to the next stage; below it halts. Results
    counted here are those of the devices that joined in this stage (the pilots and the
    lowest buckets for stage 1), so every stage is judged on its own evidence.
+   Before a stage passes (and at the final stage's gate), the health signals of updated
+   devices are compared with the not-yet-updated ones' (hub/rollouts/regression.py):
+   a significant regression of at least the minimum effect halts, even though every
+   health check passed. `regression_halt = false` opts a rollout out.
 3. Otherwise wait: for results, or until the soak ends (`recheck_at`). A stage with no
    members advances on its soak only once the rollout has at least one counted result:
    never on zero results, so no rollout reaches 100 % of a group that nothing was tried on.
@@ -37,6 +41,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from agent.wire.health_signals import SignalWindow
+from hub.rollouts.regression import compare_signals
 from hub.rollouts.rules import HaltTest, RolloutRules
 
 
@@ -72,6 +78,10 @@ class RolloutEvidence:
     outcomes: tuple[bool, ...]
     """Every counted result of the rollout, all stages, in arrival order; True = success."""
     stage: StageEvidence
+    treatment_signals: tuple[SignalWindow, ...] = ()
+    """After-install windows of the rollout's installed devices (regression.py)."""
+    control_signals: tuple[SignalWindow, ...] = ()
+    """Before-install windows of its reporting devices (regression.py)."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +190,24 @@ def decide(evidence: RolloutEvidence, rules: RolloutRules, now: datetime) -> Dec
             f"({rate:.1%}), below the {rules.success_threshold:.1%} threshold",
             figures=figures,
         )
+    if rules.regression_halt:
+        finding = compare_signals(evidence.treatment_signals, evidence.control_signals,
+                                  rules.regression_alpha, rules.regression_min_ratio,
+                                  rules.regression_min_devices)
+        if finding.comparisons:
+            figures |= finding.figures()
+        if finding.halts:
+            worst = ", ".join(
+                f"{c.signal} {c.ratio:.2f}x ({c.treatment:.4g} vs {c.control:.4g}, "
+                f"p={c.p_value:.2g}, {c.treatment_devices} updated vs "
+                f"{c.control_devices} before update)" for c in finding.regressions)
+            return Decision(
+                Verdict.HALT,
+                f"{stage_name}: health checks passed but health signals regressed: "
+                f"{worst}; significant at {finding.alpha_each:.2g} each and at least "
+                f"{rules.regression_min_ratio:g}x",
+                figures=figures,
+            )
     if index + 1 >= len(evidence.stages):
         return Decision(Verdict.WAIT, f"{stage_name}: final stage, passed its gate",
                         figures=figures)

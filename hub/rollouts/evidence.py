@@ -9,16 +9,20 @@ nothing was tried. Results stored before a resume after a halt no longer count, 
 their devices are no longer members (they will not report again). Devices the rollout
 holds (a flagged compatibility combination, hub/compat/hold.py) are members of no stage
 and their results count for nothing: the rollout is judged on the devices it goes on
-with.
+with. Health signals (regression.py): a member's latest result carrying them gives its
+before window to the control and, when its latest counted result is `installed`, its
+after window to the treatment.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from functools import lru_cache
 
 from agent.rollout_selection import joining_stage, rollout_bucket
+from agent.wire.health_signals import HealthSignals
 from agent.wire.result import Outcome
 from hub.rollouts.controller import RolloutEvidence, StageEvidence
 from hub.rollouts.store import RolloutRecord
@@ -61,14 +65,22 @@ def stage_membership(db: sqlite3.Connection, record: RolloutRecord) -> dict[str,
     }
 
 
+def _signals(body: bytes) -> HealthSignals | None:
+    """The health signals of a stored (verified at ingest) result body, if it has any."""
+    data = json.loads(body).get("record", {}).get("signals")
+    return None if data is None else HealthSignals.model_validate(data)
+
+
 def gather_progress(db: sqlite3.Connection, record: RolloutRecord) -> RolloutProgress:
     joins = stage_membership(db, record)
 
     latest: dict[str, bool] = {}
     arrival: dict[str, int] = {}
     spent: set[str] = set()
+    signals: dict[str, HealthSignals] = {}
     for row in db.execute(
-        "SELECT rowid, device_id, outcome FROM results WHERE release = ? ORDER BY rowid",
+        "SELECT rowid, device_id, outcome, body FROM results WHERE release = ? "
+        "ORDER BY rowid",
         (record.release,),
     ):
         device = row["device_id"]
@@ -80,6 +92,9 @@ def gather_progress(db: sqlite3.Connection, record: RolloutRecord) -> RolloutPro
         if row["outcome"] in SUCCESS or row["outcome"] in FAILURE:
             latest[device] = row["outcome"] in SUCCESS
             arrival.setdefault(device, row["rowid"])
+        measured = _signals(row["body"])
+        if measured is not None:
+            signals[device] = measured
 
     per_stage = []
     for index in range(len(record.plan.stages)):
@@ -97,6 +112,8 @@ def gather_progress(db: sqlite3.Connection, record: RolloutRecord) -> RolloutPro
         stage_started_at=record.stage_started_at,
         outcomes=ordered,
         stage=per_stage[record.current_stage],
+        treatment_signals=tuple(s.after for d, s in signals.items() if latest.get(d)),
+        control_signals=tuple(s.before for s in signals.values()),
     )
     outside = sum(1 for stage in joins.values() if stage is None)
     return RolloutProgress(evidence, tuple(per_stage), outside)

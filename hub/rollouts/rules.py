@@ -27,6 +27,9 @@ DEFAULT_SUCCESS_THRESHOLD = 0.98
 DEFAULT_SOAK_SECONDS = 3600
 DEFAULT_SPRT_ALPHA = 0.05
 DEFAULT_SPRT_BETA = 0.10
+DEFAULT_REGRESSION_ALPHA = 0.01
+DEFAULT_REGRESSION_MIN_RATIO = 1.25
+DEFAULT_REGRESSION_MIN_DEVICES = 5
 SPRT_FAILURE_RATE_FACTOR = 5.0
 """The failure rate the sequential test is tuned to catch fast, as a multiple of the
 acceptable one (98 % success: 2 % acceptable, 10 % caught fast)."""
@@ -49,6 +52,16 @@ class RolloutRules(StrictModel):
     halt_test: HaltTest = HaltTest.SPRT
     sprt_alpha: float = Field(default=DEFAULT_SPRT_ALPHA, gt=0, lt=0.5)
     sprt_beta: float = Field(default=DEFAULT_SPRT_BETA, gt=0, lt=0.5)
+    regression_halt: bool = True
+    """Halt when updated devices' health signals regress (hub/rollouts/regression.py);
+    False opts the rollout out."""
+    regression_alpha: float = Field(default=DEFAULT_REGRESSION_ALPHA, gt=0, lt=0.5)
+    """Per look, shared (Bonferroni) by the signals tested."""
+    regression_min_ratio: float = Field(default=DEFAULT_REGRESSION_MIN_RATIO, ge=1, le=100)
+    """The smallest effect that halts: rate ratio (counts) or ratio of medians (levels)."""
+    regression_min_devices: int = Field(default=DEFAULT_REGRESSION_MIN_DEVICES, ge=2,
+                                        le=100_000)
+    """Devices needed on each side before a signal is tested."""
     automatic: bool = True
     """False: the controller leaves the rollout alone (admins and tests drive it by hand)."""
     hold_flagged: bool = False

@@ -65,3 +65,39 @@ def test_oversized_or_malformed_record_is_refused():
         SignedResult.from_bytes(
             b'{"record": {"outcome": "exploded"}, "signature": ""}', "peer"
         )
+
+
+def test_a_record_signed_before_health_signals_existed_still_verifies():
+    # What an older agent signed: its canonical record has no "signals" key at all.
+    import json
+
+    from agent.wire.canonical import canonical_json
+    from agent.wire.device_signature import sign_detached
+
+    key = Ed25519PrivateKey.generate()
+    old_form = record().model_dump(mode="json")
+    del old_form["signals"]
+    body = canonical_json({"record": old_form,
+                           "signature": sign_detached(key, canonical_json(old_form))})
+    parsed = SignedResult.from_bytes(body, "old agent")
+    parsed.verify(public(key))
+    assert parsed.record.signals is None and parsed.to_bytes() == body
+    assert "signals" not in json.loads(body)["record"]
+
+
+def test_health_signals_are_covered_by_the_signature():
+    from agent.wire.health_signals import HealthSignals, SignalWindow
+
+    def window(crashes):
+        return SignalWindow(started_at="2026-11-25T00:00:00+00:00", seconds=600.0,
+                            crashes=crashes, restarts=0, rss_bytes=50_000_000)
+
+    key = Ed25519PrivateKey.generate()
+    signed = SignedResult.sign(
+        record(signals=HealthSignals(before=window(1), after=window(2))), key)
+    again = SignedResult.from_bytes(signed.to_bytes(), "test")
+    again.verify(public(key))
+    assert again.record.signals is not None and again.record.signals.after.crashes == 2
+    forged = signed.to_bytes().replace(b'"crashes":2', b'"crashes":1')
+    with pytest.raises(SignatureError):
+        SignedResult.from_bytes(forged, "forged").verify(public(key))

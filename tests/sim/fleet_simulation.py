@@ -20,6 +20,13 @@ Devices act as DESIGN.md §4 step 3 says: during their maintenance window (a dai
 at a random time of day, or always with `windowed=False`) they poll the metadata; a
 device in the current stage of an active rollout downloads the release (it has then
 *received* it), installs it and reports.
+
+Health signals (optional, `crash_rate_per_hour`): each device reports, in its result, a
+window of `signal_window_hours` before its install and one after it, with Poisson crash
+counts at its own base rate (the fleet's, varied per device) before and that rate times
+`crash_factor` after, and its processes' memory (varied per device, times
+`memory_factor` after). Health checks pass unless `failure_rate` says otherwise, so a
+`crash_factor=2` release is one no health check catches.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from tuf.ngclient import FetcherInterface
 
 from agent.metadata_client import MetadataClient
 from agent.rollout_selection import select_releases
+from agent.wire.health_signals import HealthSignals, SignalWindow
 from agent.wire.release import ReleaseInfo
 from agent.wire.result import Outcome, ResultRecord, SignedResult
 from agent.wire.rollout import GroupRollouts
@@ -74,6 +82,11 @@ class FleetSpec:
     install_minutes: tuple[float, float] = (5.0, 30.0)
     controller_seconds: float = 60.0
     max_days: float = 10.0
+    crash_rate_per_hour: float | None = None
+    """None: devices report no health signals (as agents before them did)."""
+    crash_factor: float = 1.0
+    memory_factor: float = 1.0
+    signal_window_hours: float = 1.0
 
 
 @dataclass
@@ -150,6 +163,8 @@ class SimulatedDevice:
     install_seconds: float
     received: bool = False
     reported: bool = False
+    crash_rate: float = 0.0
+    rss_bytes: float = 0.0
 
 
 def virtual_now() -> datetime:
@@ -175,6 +190,8 @@ def prepare_hub(workdir: Path, spec: FleetSpec) -> tuple[HubDir, str, list[Simul
             fails=rng.random() < spec.failure_rate,
             window_start=rng.uniform(0, DAY),
             install_seconds=rng.uniform(low, high) * 60,
+            crash_rate=(spec.crash_rate_per_hour or 0.0) * rng.uniform(0.5, 1.5),
+            rss_bytes=rng.uniform(80e6, 120e6),
         ))
     database = HubDatabase(hub_dir.database)
     try:
@@ -205,13 +222,42 @@ async def simulate(spec: FleetSpec, workdir: Path) -> FleetOutcome:
     outcome = FleetOutcome(release=release, devices=[d.device_id for d in devices])
     in_flight = 0
 
-    def report(device: SimulatedDevice) -> None:
+    def poisson(rng: random.Random, mean: float) -> int:
+        """Knuth's method: fine for the small means simulated here."""
+        limit, count, product = pow(2.718281828459045, -mean), 0, rng.random()
+        while product > limit:
+            count += 1
+            product *= rng.random()
+        return count
+
+    def signals(device: SimulatedDevice, installed_at: float) -> HealthSignals | None:
+        if spec.crash_rate_per_hour is None:
+            return None
+        rng = random.Random(f"{spec.seed}/{device.device_id}/signals")
+        hours = spec.signal_window_hours
+        seconds = hours * 3600
+
+        def measured(start: float, factor: float, memory: float) -> SignalWindow:
+            return SignalWindow(
+                started_at=(EPOCH + timedelta(seconds=start)).isoformat(),
+                seconds=seconds, restarts=0,
+                crashes=poisson(rng, device.crash_rate * factor * hours),
+                rss_bytes=int(device.rss_bytes * memory * rng.uniform(0.95, 1.05)),
+            )
+
+        return HealthSignals(
+            before=measured(installed_at - device.install_seconds - seconds, 1.0, 1.0),
+            after=measured(installed_at, spec.crash_factor, spec.memory_factor),
+        )
+
+    def report(device: SimulatedDevice, installed_at: float) -> None:
         record = ResultRecord(
             record_id=uuid.uuid4().hex, device_id=device.device_id, release=release,
             name="app", version="2.0.0",
             outcome=Outcome.REVERTED if device.fails else Outcome.INSTALLED,
             reason="health check failed" if device.fails else "",
             started_at=virtual_now().isoformat(), finished_at=virtual_now().isoformat(),
+            signals=None if device.fails else signals(device, installed_at),
         )
         ingest_result(results, SignedResult.sign(record, device.key))
         device.reported = True
@@ -241,7 +287,10 @@ async def simulate(spec: FleetSpec, workdir: Path) -> FleetOutcome:
                 outcome.receivers.append(device.device_id)
                 in_flight += 1
                 await trio.sleep(device.install_seconds)
-                report(device)
+                installed_at = trio.current_time()
+                if spec.crash_rate_per_hour is not None and not device.fails:
+                    await trio.sleep(spec.signal_window_hours * 3600)  # the after window
+                report(device, installed_at)
                 in_flight -= 1
                 return
             await trio.sleep(spec.poll_minutes * 60)
