@@ -190,9 +190,11 @@ def prepare_hub(workdir: Path, spec: FleetSpec) -> tuple[HubDir, str, list[Simul
             fails=rng.random() < spec.failure_rate,
             window_start=rng.uniform(0, DAY),
             install_seconds=rng.uniform(low, high) * 60,
-            crash_rate=(spec.crash_rate_per_hour or 0.0) * rng.uniform(0.5, 1.5),
-            rss_bytes=rng.uniform(80e6, 120e6),
         ))
+    signal_rng = random.Random(f"{spec.seed}/signals")  # leaves `rng`'s fleets as they were
+    for device in devices:
+        device.crash_rate = (spec.crash_rate_per_hour or 0.0) * signal_rng.uniform(0.5, 1.5)
+        device.rss_bytes = signal_rng.uniform(80e6, 120e6)
     database = HubDatabase(hub_dir.database)
     try:
         with database.transaction() as db:
