@@ -4,7 +4,9 @@ Everything goes through the real commands (`meisitong-hub init/publish/rollout/s
 `meisitong-agent enroll/run`): real TUF metadata, real libtorrent peers on 127.0.0.2-4,
 real HTTP. The third endpoint carries an older local configuration that the new
 version's self-test rejects, so its health check fails and it reverts; the demo then
-shows its files are byte-identical to before.
+shows its files are byte-identical to before. Then the admin's half: the compliance
+report (`report compliance`) and the audit log's verification (`audit verify`), and with
+`--console` the hub keeps serving with a console account until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -103,7 +107,44 @@ def install_old_version(prefix: Path, config_line: str) -> None:
     (prefix / "etc/demo-app/app.conf").write_text(config_line)
 
 
-def run_demo(workdir: Path, payload_mib: int = 32, timeout: float = 240) -> dict[str, Any]:
+def admin_view(fleet: Fleet) -> dict[str, Any]:
+    """What the admin's commands say once the rollout is done."""
+    report = json.loads(fleet.command(BIN_HUB, "report", "compliance", "--group", "demo",
+                                      "--format", "json").stdout)
+    verified = subprocess.run(
+        [BIN_HUB, "audit", "verify", "--json"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "MEISITONG_HUB_DIR": str(fleet.hub_dir)})
+    audit = json.loads(verified.stdout) if verified.stdout.strip() else {}
+    return {
+        "compliance": report["summary"],
+        "exceptions": [{"device": e["name"], "status": e["status"]}
+                       for e in report["exceptions"]],
+        "audit": {"ok": verified.returncode == 0 and bool(audit.get("ok")),
+                  "entries": audit.get("entries", 0),
+                  "problems": audit.get("problems", [])[:3]},
+    }
+
+
+def serve_console(fleet: Fleet, hub_port: int) -> None:
+    """Keep the hub and agents running with a console account until Ctrl-C."""
+    password = secrets.token_urlsafe(12)
+    done = subprocess.run(
+        [BIN_HUB, "admins", "add", "demo", "--role", "admin", "--password-stdin"],
+        input=password + "\n", capture_output=True, text=True, timeout=60,
+        env={**os.environ, "MEISITONG_HUB_DIR": str(fleet.hub_dir)})
+    if done.returncode != 0:
+        raise RuntimeError(f"admins add failed: {done.stderr.strip()}")
+    print(f"\nconsole: http://{HUB_ADDRESS}:{hub_port}/console/  login demo, password "
+          f"{password}\n(hub and endpoints keep running; Ctrl-C stops them)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping the demo fleet")
+
+
+def run_demo(workdir: Path, payload_mib: int = 32, timeout: float = 240,
+             console: bool = False) -> dict[str, Any]:
     started = time.monotonic()
     hub_port = free_port(HUB_ADDRESS)
     fleet = Fleet(workdir, workdir / "hub", f"http://{HUB_ADDRESS}:{hub_port}")
@@ -161,7 +202,11 @@ def run_demo(workdir: Path, payload_mib: int = 32, timeout: float = 240) -> dict
             agent = agents[device["name"]]
             agent["outcome"], agent["reason"] = device["outcome"], device["reason"]
             agent["after"] = tree_digest(agent["prefix"])
+        admin = admin_view(fleet)
+        if console:
+            serve_console(fleet, hub_port)
         return {
+            **admin,
             "payload_bytes": published["length"],
             "publish_hash_seconds": published["hash_seconds"],
             "publish_torrent_seconds": published["torrent_seconds"],
@@ -203,6 +248,16 @@ def print_summary(summary: dict[str, Any]) -> bool:
     print(f"  hub sent {total / 2**20:.1f} MiB ({total / size:.2f} copies of the payload; "
           f"seeder {sent['seeder'] / 2**20:.1f} MiB, web seed {sent['web_seed'] / 2**20:.1f} MiB)"
           f" to {len(summary['agents'])} endpoints")
+    for row in summary["compliance"]:
+        print(f"  compliance of group {row['group']} ({row['severity']}): "
+              f"{row['compliant']}/{row['in_scope']} devices = {row['share']:.1%}; "
+              "exceptions: " + (", ".join(f"{e['device']} {e['status']}"
+                                          for e in summary["exceptions"]) or "none"))
+    audit = summary["audit"]
+    print(f"  audit log: {audit['entries']} entries, "
+          + ("verified (hash chain, signatures, anchors)" if audit["ok"]
+             else f"VERIFY FAILED: {audit['problems']}"))
+    ok &= audit["ok"] and bool(summary["compliance"])
     print(f"  total demo time {summary['total_seconds']:.1f} s")
     print("demo: OK" if ok else "demo: FAILED (see above)")
     return ok
@@ -212,6 +267,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--payload-mib", type=int, default=32)
     parser.add_argument("--keep", action="store_true", help="keep the demo directory and logs")
+    parser.add_argument("--console", action="store_true",
+                        help="then keep serving, with a console account, until Ctrl-C")
     parser.add_argument("--timeout", type=float, default=240, help="seconds for the rollout")
     parser.add_argument("--summary-json", type=Path, default=None,
                         help="also write the summary as JSON here (for the demo's own test)")
@@ -221,7 +278,7 @@ def main() -> None:
     try:
         print(f"demo fleet in {workdir}: hub on {HUB_ADDRESS}, endpoints on "
               f"{', '.join(AGENT_ADDRESSES)}")
-        summary = run_demo(workdir, args.payload_mib, args.timeout)
+        summary = run_demo(workdir, args.payload_mib, args.timeout, args.console)
         if args.summary_json:
             args.summary_json.write_text(json.dumps(summary, indent=2))
         ok = print_summary(summary)
