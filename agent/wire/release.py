@@ -9,6 +9,7 @@ prefix (tests, the demo, containers) places them under that prefix.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -87,6 +88,28 @@ class FileHashHealthCheck(_Retrying):
     @classmethod
     def _path_is_absolute(cls, value: str) -> str:
         return _absolute(value, "path")
+
+
+class SignalsSpec(StrictModel):
+    """`[signals]`: which of the device's units and processes are this release's, for
+    the health signals measured before and after the install (agent/health_signals.py).
+    Without it a release gets no signals measured and installs without waiting."""
+
+    units: list[str] = Field(default_factory=list, max_length=32)
+    """systemd units (`app.service`): their NRestarts, and their cgroups' processes."""
+    processes: list[str] = Field(default_factory=list, max_length=32)
+    """Process names (psutil's `name()`), for CPU and memory when there are no units."""
+    window_seconds: int = Field(default=300, ge=1, le=3600)
+    """How long each window lasts: the install waits this long first, the result this
+    long after the health checks pass."""
+
+    @field_validator("units")
+    @classmethod
+    def _unit_names(cls, units: list[str]) -> list[str]:
+        for unit in units:
+            if not re.fullmatch(r"[A-Za-z0-9:_.@\\-]{1,200}\.(service|scope|slice)", unit):
+                raise ValueError(f"{unit!r} is not a systemd service, scope or slice name")
+        return units
 
 
 HealthCheck = Annotated[
@@ -195,6 +218,7 @@ class ReleaseManifest(StrictModel):
         description="checks of the restored old version after a revert; without them the "
         "agent verifies the restored paths against the snapshot",
     )
+    signals: SignalsSpec | None = None
 
     @field_validator("version")
     @classmethod
