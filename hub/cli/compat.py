@@ -21,7 +21,7 @@ from hub.compat.matrix import (
 def compat_matrix(hub_dir: str | None, release_spec: str, group: str | None,
                   settings: CompatSettings) -> tuple[str, CompatMatrix]:
     """The release's target path and its matrix, read in one consistent transaction."""
-    from hub.compat.gather import observe
+    from hub.compat.gather import observe, paused_gc
     from hub.compat.matrix import analyse
     from hub.database import HubDatabase
     from hub.errors import UnknownGroupError
@@ -34,10 +34,12 @@ def compat_matrix(hub_dir: str | None, release_spec: str, group: str | None,
             if group is not None and db.execute(
                     "SELECT 1 FROM devices WHERE grp = ? LIMIT 1", (group,)).fetchone() is None:
                 raise UnknownGroupError(f"--group {group!r}: no enrolled device is in it")
-            observed = observe(db, target, group)
+            with paused_gc():
+                observed = observe(db, target, group)
     finally:
         database.close()
-    return target, analyse(observed.observations, settings, observed.without_inventory)
+    with paused_gc():
+        return target, analyse(observed.observations, settings, observed.without_inventory)
 
 
 @click.command("compat")

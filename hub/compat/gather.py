@@ -7,20 +7,38 @@ results, inventories and rollouts as of one instant (hub/rollouts/changes.py).
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from agent.wire.result import Outcome
-from hub.compat.matrix import Attribute, Observation
-from hub.inventory.store import decode_packages
+from hub.compat.matrix import Observation
 
 SUCCESS = {Outcome.INSTALLED.value}
 FAILURE = {Outcome.REVERTED.value, Outcome.REVERT_FAILED.value, Outcome.FAILED.value}
 """As the rollout controller counts them (hub/rollouts/evidence.py); not-ready, deferred
 and superseded tried nothing and do not count."""
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of (kind, value) tuples are
+    built (1,000 devices x 3,000 packages): every tuple allocated counts towards a
+    collection that then walks all the live ones, which made gathering 7x slower
+    (measured: 21.6 s against 3.2 s). Tuples of strings form no cycles, so nothing is
+    left for it; the previous state is restored."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -46,9 +64,9 @@ def latest_outcomes(db: sqlite3.Connection, release: str,
 
 
 def device_attributes(db: sqlite3.Connection,
-                      device_ids: Iterable[str]) -> dict[str, frozenset[Attribute]]:
+                      device_ids: Iterable[str]) -> dict[str, frozenset[tuple[str, str]]]:
     """The attributes of each of `device_ids` that has an inventory."""
-    found: dict[str, frozenset[Attribute]] = {}
+    found: dict[str, frozenset[tuple[str, str]]] = {}
     for device_id in sorted(set(device_ids)):
         row = db.execute("SELECT summary, packages FROM inventory_latest WHERE device_id = ?",
                          (device_id,)).fetchone()
@@ -57,19 +75,21 @@ def device_attributes(db: sqlite3.Connection,
     return found
 
 
-def attributes_of(summary: dict[str, Any], packages: bytes) -> frozenset[Attribute]:
+def attributes_of(summary: dict[str, Any], packages: bytes) -> frozenset[tuple[str, str]]:
+    """(kind, value) pairs as plain tuples (equal to `Attribute`s): a device has
+    thousands, and a tuple is what hashes fastest."""
     os_release = summary["os"]
     attributes = {
-        Attribute("os", f"{os_release['id']} {os_release['version_id']}".strip() or "unknown"),
-        Attribute("architecture", summary["architecture"] or "unknown"),
-        Attribute("kernel", summary["kernel"] or "unknown"),
+        ("os", f"{os_release['id']} {os_release['version_id']}".strip() or "unknown"),
+        ("architecture", summary["architecture"] or "unknown"),
+        ("kernel", summary["kernel"] or "unknown"),
     }
     model = summary["hardware"].get("product_name", "")
     if model:
-        attributes.add(Attribute("model", model))
-    for name, version, _arch, _source, _source_version in decode_packages(packages):
-        attributes.add(Attribute("package", name))
-        attributes.add(Attribute("package-version", f"{name} {version}"))
+        attributes.add(("model", model))
+    rows = json.loads(zlib.decompress(packages))  # hub.inventory.store's encoding
+    attributes.update([("package", row[0]) for row in rows])
+    attributes.update([("package-version", f"{row[0]} {row[1]}") for row in rows])
     return frozenset(attributes)
 
 

@@ -9,17 +9,26 @@ so the evidence cannot tell which of them is the cause, and a device with any on
 held — unless already held or the release installed on it. Holding a device that
 failed keeps it from trying again; holding one that has not tried yet is the point.
 
-The caller (hub/rollouts/changes.py) writes the holds, the audit entry with these
-figures, and the signed documents in one transaction.
+The caller (hub/rollouts/changes.py) computes the holds in a read transaction (decoding
+1,000 inventories of 3,000 packages takes seconds; result ingestion must not wait for it
+behind the write lock), then writes those not yet held, the audit entry with these
+figures, and the signed documents in one write transaction. Holds only grow, so figures
+a moment old are still evidence for the holds they justify.
+
+It runs when due (`HoldSchedule`): when a failure of the release arrived since the last
+check (failures are what flags are made of), else at most every `RECHECK_SECONDS` (new
+successes elsewhere sharpen a contrast too, more slowly; new devices may join a flagged
+combination).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from hub.compat.gather import device_attributes, latest_outcomes, observe
+from hub.compat.gather import FAILURE, device_attributes, latest_outcomes, observe, paused_gc
 from hub.compat.matrix import METHOD, Combination, CompatSettings, analyse
 from hub.rollouts.evidence import stage_membership
 from hub.rollouts.store import RolloutRecord
@@ -58,14 +67,15 @@ class Hold:
 def new_holds(db: sqlite3.Connection, record: RolloutRecord,
               settings: CompatSettings = CompatSettings()) -> list[Hold]:
     """The holds the rollout lacks, one per flagged combination that picks a device."""
-    observed = observe(db, record.release)
-    flagged = analyse(observed.observations, settings).flagged
-    if not flagged:
-        return []
-    audience = stage_membership(db, record)  # held devices already left out
-    installed = {device for device, outcome in latest_outcomes(db, record.release).items()
-                 if outcome == "installed"}
-    candidates = device_attributes(db, (d for d in audience if d not in installed))
+    with paused_gc():
+        observed = observe(db, record.release)
+        flagged = analyse(observed.observations, settings).flagged
+        if not flagged:
+            return []
+        audience = stage_membership(db, record)  # held devices already left out
+        installed = {device for device, outcome in
+                     latest_outcomes(db, record.release).items() if outcome == "installed"}
+        candidates = device_attributes(db, (d for d in audience if d not in installed))
     holds: list[Hold] = []
     taken: set[str] = set()
     for combination in flagged:
@@ -76,3 +86,33 @@ def new_holds(db: sqlite3.Connection, record: RolloutRecord,
             holds.append(Hold(combination, devices))
             taken.update(devices)
     return holds
+
+
+RECHECK_SECONDS = 60
+
+
+@dataclass
+class HoldSchedule:
+    """When each rollout's hold check last ran and which failure it had seen last; one
+    per hub process (module-level `SCHEDULE`), keyed by database path and rollout."""
+
+    last: dict[tuple[str, str, str], tuple[int, datetime]] = field(default_factory=dict)
+
+    def due(self, db: sqlite3.Connection, key: tuple[str, str, str], release: str,
+            now: datetime) -> int | None:
+        """The failure watermark to record if a check is due now, else None."""
+        marks = ",".join("?" * len(FAILURE))
+        newest = db.execute(
+            f"SELECT coalesce(max(rowid), 0) FROM results WHERE release = ? "  # noqa: S608
+            f"AND outcome IN ({marks})", (release, *sorted(FAILURE))).fetchone()[0]
+        seen = self.last.get(key)
+        if seen is None or newest != seen[0] or now >= seen[1] + timedelta(
+                seconds=RECHECK_SECONDS):
+            return int(newest)
+        return None
+
+    def checked(self, key: tuple[str, str, str], watermark: int, now: datetime) -> None:
+        self.last[key] = (watermark, now)
+
+
+SCHEDULE = HoldSchedule()

@@ -20,9 +20,10 @@ failures (a single failure is never a pattern), and its Holm-adjusted p-value is
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from hub.compat.fisher import fisher_greater, holm_adjusted, smallest_attainable_p, tarone_kept
 
@@ -32,14 +33,17 @@ DEFAULT_MIN_FAILURES = 2
 KINDS = ("os", "model", "architecture", "kernel", "package", "package-version")
 FACT_KINDS = frozenset(KINDS[:4])
 """Kinds reported for every value, supported or not (few values, all worth seeing);
-package kinds only when they have the support to be tested (there are thousands)."""
+package kinds only when they have the support to be tested and could reach significance
+at all (there are thousands)."""
 METHOD = ("one-sided Fisher exact test per combination vs all other reporting devices; "
           "Holm step-down over the hypotheses Tarone's criterion keeps (family-wise "
           "error ≤ alpha)")
 
 
-@dataclass(frozen=True)
-class Attribute:
+class Attribute(NamedTuple):
+    """A tuple, so the (kind, value) pairs gathered by the thousand per device hash and
+    compare at C speed (hub/compat/gather.py builds plain tuples)."""
+
     kind: str
     value: str
 
@@ -54,7 +58,8 @@ class Observation:
     device_id: str
     outcome: str
     failed: bool
-    attributes: frozenset[Attribute]
+    attributes: frozenset[tuple[str, str]]
+    """(kind, value) pairs: `Attribute`s or plain tuples equal to them."""
 
 
 @dataclass(frozen=True)
@@ -131,15 +136,34 @@ def analyse(observations: Sequence[Observation], settings: CompatSettings = Comp
     total = len(observations)
     failures_total = sum(o.failed for o in observations)
     outcomes: dict[str, int] = defaultdict(int)
-    members: dict[Attribute, list[int]] = defaultdict(list)
-    for index, observation in enumerate(observations):
+    for observation in observations:
         outcomes[observation.outcome] += 1
-        for attribute in observation.attributes:
-            members[attribute].append(index)
+    # Count first (Counter runs in C), and build device lists only for the values that
+    # could matter: the facts, and package values that have the support and could reach
+    # significance at all (a smallest attainable p-value above alpha can never pass
+    # Tarone's criterion, whatever K). A fleet of 1,000 devices x 3,000 packages has 6
+    # million (device, value) pairs; most values are on nearly every device.
+    counts: Counter[tuple[str, str]] = Counter()
+    failing: Counter[tuple[str, str]] = Counter()
+    for observation in observations:
+        counts.update(observation.attributes)
+        if observation.failed:
+            failing.update(observation.attributes)
+    wanted = {
+        key for key, count in counts.items()
+        if key[0] in FACT_KINDS or (
+            count >= settings.min_devices and failing[key] >= settings.min_failures
+            and count < total
+            and smallest_attainable_p(count, failures_total, total) <= settings.alpha)
+    }
+    members: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, observation in enumerate(observations):
+        for key in observation.attributes & wanted:
+            members[key].append(index)
 
     grouped: dict[tuple[int, ...], list[Attribute]] = defaultdict(list)
-    for attribute, member_list in members.items():
-        grouped[tuple(member_list)].append(attribute)
+    for key, member_list in members.items():
+        grouped[tuple(member_list)].append(Attribute(*key))
 
     drafts = []
     for indices, attributes in grouped.items():

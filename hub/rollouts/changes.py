@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from agent.wire.rollout import RolloutEntry, RolloutState
 from agent.wire.validation import NAME_PATTERN
@@ -37,6 +38,9 @@ from hub.rollouts.store import (
     read_rollouts,
     write_rollout,
 )
+
+if TYPE_CHECKING:
+    from hub.compat.hold import Hold
 
 CONTROLLER = "controller"
 """The audit log's actor for changes the controller makes by itself."""
@@ -215,12 +219,12 @@ def apply_rollout_rules(hub_dir: HubDir, now: datetime | None = None) -> Control
                 if r.state is RolloutState.ACTIVE and r.rules.automatic
             ]
         for release, group in candidates:
+            proposed = _proposed_holds(database, release, group, now)
             with database.transaction() as db:
                 record = read_rollout(db, release, group)
                 if record is None or record.state is not RolloutState.ACTIVE:
                     continue
-                held = _hold_flagged(database, db, record, now) if record.rules.hold_flagged \
-                    else []
+                held = _hold_flagged(database, db, record, proposed, now)
                 changes.extend(held)
                 if held:
                     record = read_rollout(db, release, group) or record
@@ -255,19 +259,43 @@ def apply_rollout_rules(hub_dir: HubDir, now: datetime | None = None) -> Control
 # -- internals ----------------------------------------------------------------------
 
 
+def _proposed_holds(database: HubDatabase, release: str, group: str,
+                    now: datetime) -> list[Hold]:
+    """The compatibility holds a rollout that opted in lacks, computed in a read
+    transaction when due (hub/compat/hold.py: seconds for a big fleet, so never behind
+    the write lock)."""
+    from hub.compat.hold import SCHEDULE, new_holds
+
+    with database.read_transaction() as db:
+        record = read_rollout(db, release, group)
+        if record is None or not record.rules.hold_flagged:
+            return []
+        key = (str(database.path), release, group)
+        watermark = SCHEDULE.due(db, key, release, now)
+        if watermark is None:
+            return []
+        holds = new_holds(db, record)
+    SCHEDULE.checked(key, watermark, now)
+    return holds
+
+
 def _hold_flagged(database: HubDatabase, db: sqlite3.Connection, record: RolloutRecord,
-                  now: datetime) -> list[ControllerChange]:
-    """Hold the release for the rollout's devices in flagged compatibility combinations:
-    rows and audit entry (with the figures) inside the caller's transaction; the caller
-    publishes the documents that list them."""
+                  proposed: list[Hold], now: datetime) -> list[ControllerChange]:
+    """Hold the release for the rollout's devices in flagged compatibility combinations
+    not held yet: rows and audit entry (with the figures) inside the caller's
+    transaction; the caller publishes the documents that list them."""
     import json
 
-    from hub.compat.hold import new_holds
     from hub.compat.matrix import CompatSettings
     from hub.rollouts.holds import add_holds
 
     changes = []
-    for hold in new_holds(db, record):
+    already = set(record.held_devices)
+    for proposal in proposed:
+        hold = replace(proposal, devices=tuple(d for d in proposal.devices if d not in already))
+        if not hold.devices:
+            continue
+        already.update(hold.devices)
         figures = hold.figures(CompatSettings())
         add_holds(db, record.release, record.group, hold.devices,
                   json.dumps(figures["attributes"]), iso(now))
@@ -278,7 +306,6 @@ def _hold_flagged(database: HubDatabase, db: sqlite3.Connection, record: Rollout
         changes.append(ControllerChange(record.release, record.group, Verdict.HOLD, reason,
                                         record.stage_percent))
     return changes
-
 
 
 def _apply_action(

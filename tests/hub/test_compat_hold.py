@@ -92,6 +92,17 @@ def test_a_flagged_model_is_held_while_the_rollout_advances_for_the_others(tmp_p
     assert apply_rollout_rules(hub, now + timedelta(hours=1, minutes=1)).changes == []
     assert len(audit_entries(hub, "rollout.hold")) == 1
 
+    # A ThinkPad enrolling later is held at the next check (due once a minute without
+    # new failures), before it would install.
+    late = enroll(hub, "laptop-late", "office")
+    send_inventory(hub, late, "ThinkPad X13 Gen 2", extra=[FPRINTD])
+    assert apply_rollout_rules(hub, now + timedelta(hours=1, minutes=1, seconds=30)) \
+        .changes == []  # not due yet
+    [late_hold] = apply_rollout_rules(hub, now + timedelta(hours=1, minutes=2)).changes
+    assert late_hold.verdict == "hold" and "held for 1 device(s)" in late_hold.reason
+    [entry] = signed_document(hub, tmp_path, "office").rollouts
+    assert is_held(entry, late.device_id) and entry.stage_percent == 100
+
 
 def test_without_the_opt_in_nothing_is_held_and_the_failures_halt_everyone(tmp_path):
     hub, laptops, desks = office(tmp_path)
