@@ -198,3 +198,16 @@ def test_one_verdict_per_source_version_serves_the_whole_fleet(index):
     findings = matcher.match_all(fleet)
     assert len(findings) == 50 * 6
     assert len(matcher._memo) == len(BOOKWORM_PACKAGES)
+
+
+def test_findings_per_group_name_the_same_exposures_as_findings_per_device(index):
+    fleet = [device(BOOKWORM, BOOKWORM_PACKAGES, f"b{n}") for n in range(6)] + \
+        [device(BULLSEYE, BULLSEYE_PACKAGES, f"o{n}") for n in range(3)]
+    groups = {software.device_id: ("a" if n % 2 else "b") for n, software in enumerate(fleet)}
+    per_device = {(f.device_ids[0], f.package.name, f.record_id)
+                  for f in Matcher(index).match_all(fleet)}
+    grouped = Matcher(index).match_fleet(fleet, groups)
+    assert {(d, f.package.name, f.record_id) for f in grouped for d in f.device_ids} == \
+        per_device
+    assert all(len({groups[d] for d in f.device_ids}) == 1 for f in grouped)
+    assert len(grouped) < len(per_device)
