@@ -53,12 +53,14 @@ def test_jitter_spreads_devices_inside_the_window_and_is_stable_per_device():
     assert again.at in starts
 
 
-def test_a_deadline_shows_in_the_plan_and_once_passed_installs_outside_any_window():
+def test_with_no_window_before_the_deadline_it_starts_an_hour_ahead_and_once_passed_at_once():
     p = policy(WEEKEND + "[deadline_hours]\ncritical = 72\n")
     critical = release(Severity.CRITICAL, published=utc(2024, 6, 3, 7))  # Mon 09:00 Berlin
     before = plan_install(p, critical, DEVICE, utc(2024, 6, 4, 12))
     assert before.describe(utc(2024, 6, 4, 12)) == (
-        "next: Thu 09:00 Europe/Berlin (deadline), deadline Thu 09:00")
+        "next: Thu 08:00 Europe/Berlin (deadline), deadline Thu 09:00")
+    back_late = plan_install(p, critical, DEVICE, utc(2024, 6, 6, 6, 30))  # 30 min to go
+    assert back_late.verdict is Verdict.NOW and back_late.reason == "deadline"
     after = plan_install(p, critical, DEVICE, utc(2024, 6, 6, 7, 0, 1))
     assert after.verdict is Verdict.NOW and after.reason == "deadline passed"
 

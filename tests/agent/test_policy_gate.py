@@ -79,7 +79,7 @@ async def test_a_deadline_that_passes_while_the_device_is_off_installs_on_start(
         await run_device(device, release, info)
     plans = json.loads(Journal(tmp_path / "laptop.db").status()["plans"][0])
     assert plans[release]["text"] == (
-        "next: Thu 09:00 Europe/Berlin (deadline), deadline Thu 09:00")
+        "next: Thu 08:00 Europe/Berlin (deadline), deadline Thu 09:00")
     await sleep_until(clock, utc(2024, 6, 7, 6))  # off until Friday 08:00 Berlin
     restarted = new_gate(tmp_path, "laptop", clock, policy)  # same journal
     await run_device(restarted, release, info)
