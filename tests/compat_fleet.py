@@ -48,11 +48,14 @@ def run(hub: HubDir, *args: str):
 def make_hub(tmp_path) -> HubDir:
     directory = tmp_path / "hub"
     assert CliRunner().invoke(main, ["init", "--dir", str(directory), "--json"]).exit_code == 0
-    (tmp_path / "RELEASE.toml").write_text(RELEASE)
-    (tmp_path / "tool.tar").write_bytes(tar_bytes({"bin/tool": b"x"}))
-    hub = HubDir(directory)
-    assert run(hub, "publish", str(tmp_path / "RELEASE.toml"),
-               str(tmp_path / "tool.tar")).exit_code == 0
+    return publish_tool(HubDir(directory), tmp_path)
+
+
+def publish_tool(hub: HubDir, workdir) -> HubDir:
+    (workdir / "RELEASE.toml").write_text(RELEASE)
+    (workdir / "tool.tar").write_bytes(tar_bytes({"bin/tool": b"x"}))
+    result = run(hub, "publish", str(workdir / "RELEASE.toml"), str(workdir / "tool.tar"))
+    assert result.exit_code == 0, result.output
     return hub
 
 

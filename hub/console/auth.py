@@ -72,6 +72,7 @@ NAV: tuple[tuple[str, str], ...] = (
     ("Overview", f"{PREFIX}/overview"),
     ("Rollouts", f"{PREFIX}/rollouts"),
     ("Compliance", f"{PREFIX}/compliance"),
+    ("Compatibility", f"{PREFIX}/compat"),
     ("Devices", f"{PREFIX}/devices"),
     ("Audit", f"{PREFIX}/audit"),
 )

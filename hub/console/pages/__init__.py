@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from hub.console.pages import audit, compliance, devices, overview, rollouts
+from hub.console.pages import audit, compat, compliance, devices, overview, rollouts
 
 routes: list[BaseRoute] = [
     *overview.routes,
     *rollouts.routes,
     *compliance.routes,
+    *compat.routes,
     *devices.routes,
     *audit.routes,
 ]
