@@ -42,6 +42,7 @@ from agent.errors import (
     PayloadVerificationError,
 )
 from agent.health_checks import run_health_checks
+from agent.health_signals import measure_window
 from agent.install_prefix import InstallPrefix
 from agent.installers import Installer, installer_for
 from agent.journal import Deployment, Journal
@@ -69,6 +70,7 @@ from agent.snapshots import (
 )
 from agent.state_dir import StateDir
 from agent.verified_download import fetch_verified_payload
+from agent.wire.health_signals import SignalWindow
 from agent.wire.release import FileTreeInstall, ReleaseInfo
 from agent.wire.result import Outcome
 
@@ -350,6 +352,7 @@ class DeploymentRun:
             return StepEnd(StepOutcome.REFUSED, f"payload refused, nothing changed: {exc}")
         except OSError as exc:  # what is on the device cannot be measured (ELOOP, EIO, …)
             return StepEnd(StepOutcome.REFUSED, f"snapshot not possible, nothing changed: {exc}")
+        before = await self._signals_window("before the install")
         try:
             # A partial one from a crash; large deletions run off the event loop.
             await trio.to_thread.run_sync(_remove_tree, self.snapshot_store)
@@ -363,7 +366,22 @@ class DeploymentRun:
             except AgentError as exc:
                 log.warning("%s: snapshot not discarded: %s", self.release, exc)
             return StepEnd(StepOutcome.SUPERSEDED, refusal)
-        return StepEnd(StepOutcome.DONE, detail={"snapshot": manifest.to_json()})
+        detail: dict[str, Any] = {"snapshot": manifest.to_json()}
+        if before is not None:
+            detail["signals_before"] = before.model_dump(mode="json")
+        return StepEnd(StepOutcome.DONE, detail=detail)
+
+    async def _signals_window(self, when: str) -> SignalWindow | None:
+        """The release's health signals over its window (`[signals]`), or None when it
+        declares none or they cannot be measured: signals never hold up an install."""
+        spec = self.info.manifest.signals
+        if spec is None:
+            return None
+        try:
+            return await measure_window(spec)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: health signals %s not measured: %s", self.release, when, exc)
+            return None
 
     def _install_root(self) -> Path | None:
         spec = self.info.manifest.install
@@ -411,7 +429,9 @@ class DeploymentRun:
         if not report.passed:
             return StepEnd(StepOutcome.FAILED,
                            detail={"failure": f"health check failed: {report.summary()}"})
-        return StepEnd(StepOutcome.DONE, report.summary())
+        after = await self._signals_window("after the health checks")
+        detail = {} if after is None else {"signals_after": after.model_dump(mode="json")}
+        return StepEnd(StepOutcome.DONE, report.summary(), detail=detail)
 
     async def _reverting(self) -> StepEnd:
         installer = self.installer

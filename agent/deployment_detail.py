@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from agent.errors import JournalDetailError
 from agent.lifecycle import State
+from agent.wire.health_signals import SignalWindow
 from agent.wire.validation import StrictModel, describe_validation_error
 
 
@@ -41,6 +42,10 @@ class DeploymentDetail(StrictModel):
     at: dict[State, float] = Field(default_factory=dict)
     """When each state was last entered (Unix time): the result's timings."""
     not_ready_reported: bool = False
+    signals_before: SignalWindow | None = None
+    """The release's health signals over the window just before its install."""
+    signals_after: SignalWindow | None = None
+    """... and over the window after its health checks passed (agent/health_signals.py)."""
     cleared_at: str | None = None
     """When an admin cleared a failed revert (`meisitong-agent clear`)."""
     cleared_by: str | None = None

@@ -11,6 +11,7 @@ from agent import __version__
 from agent.device_identity import DeviceIdentity
 from agent.journal import Deployment
 from agent.lifecycle import State
+from agent.wire.health_signals import HealthSignals
 from agent.wire.release import ReleaseInfo
 from agent.wire.result import Outcome, ResultRecord, SignedResult
 
@@ -57,5 +58,8 @@ def signed_result(
         bytes_from_peers=merged.bytes_from_peers,
         bytes_from_hub=merged.bytes_from_hub,
         agent_version=__version__,
+        signals=HealthSignals(before=merged.signals_before, after=merged.signals_after)
+        if outcome is Outcome.INSTALLED and merged.signals_before and merged.signals_after
+        else None,
     )
     return record.record_id, SignedResult.sign(record, identity.private_key).to_bytes()
