@@ -182,6 +182,30 @@ def _change_command(action: str, summary: str) -> click.Command:
     return command
 
 
+@rollout.command("unhold")
+@hub_dir_option
+@click.argument("release")
+@click.option("--group", required=True, help="device group")
+@click.option("--devices", multiple=True, callback=_name_list, metavar="ID|NAME,…",
+              help="only these held devices [default: every held device]")
+@click.option("--reason", default="", help="why, for the audit log")
+@json_option
+@friendly_errors
+def rollout_unhold(hub_dir: str | None, release: str, group: str, devices: tuple[str, ...],
+                   reason: str, as_json: bool) -> None:
+    """Lift the compatibility holds (`--hold-flagged`) of RELEASE's rollout to --group:
+    the devices take the release as their stage allows, and the controller does not
+    hold them again for this rollout."""
+    from hub.rollouts.changes import unhold_devices
+
+    released = unhold_devices(initialized_hub(hub_dir), release, group, devices,
+                              admin_actor(), reason)
+    if as_json:
+        emit_json({"released": list(released)})
+    else:
+        console.print(f"released {len(released)} device(s) from the hold")
+
+
 for _action, _summary in (("advance", "Widen to the next stage of"), ("pause", "Pause"),
                           ("resume", "Resume (after a pause or a halt)"),
                           ("abort", "Stop for good")):

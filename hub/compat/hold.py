@@ -6,7 +6,8 @@ reported it (all groups: a model that breaks in one group breaks in another), an
 each flagged combination the devices of the rollout's audience that have any of its
 attribute values — among the devices that reported, those values pick the same devices,
 so the evidence cannot tell which of them is the cause, and a device with any one is
-held — unless already held or the release installed on it. Holding a device that
+held — unless already held, released from a hold by an admin (`rollout unhold`), or
+the release installed on it. Holding a device that
 failed keeps it from trying again; holding one that has not tried yet is the point.
 
 The caller (hub/rollouts/changes.py) computes the holds in a read transaction (decoding
@@ -31,6 +32,7 @@ from typing import Any
 from hub.compat.gather import FAILURE, device_attributes, latest_outcomes, observe, paused_gc
 from hub.compat.matrix import METHOD, Combination, CompatSettings, analyse
 from hub.rollouts.evidence import stage_membership
+from hub.rollouts.holds import released_devices
 from hub.rollouts.store import RolloutRecord
 
 
@@ -75,7 +77,9 @@ def new_holds(db: sqlite3.Connection, record: RolloutRecord,
         audience = stage_membership(db, record)  # held devices already left out
         installed = {device for device, outcome in
                      latest_outcomes(db, record.release).items() if outcome == "installed"}
-        candidates = device_attributes(db, (d for d in audience if d not in installed))
+        released = released_devices(db, record.release, record.group)
+        candidates = device_attributes(db, (d for d in audience
+                                            if d not in installed and d not in released))
     holds: list[Hold] = []
     taken: set[str] = set()
     for combination in flagged:

@@ -174,6 +174,47 @@ def change_rollout(
     return changed
 
 
+def unhold_devices(
+    hub_dir: HubDir,
+    release_spec: str,
+    group: str,
+    devices: Sequence[str] = (),
+    actor: str = "admin",
+    reason: str = "",
+    now: datetime | None = None,
+) -> tuple[str, ...]:
+    """Lift compatibility holds of a rollout: of `devices` (ids or names), or all. The
+    controller will not hold them again for this rollout. Returns the device ids."""
+    from hub.rollouts.holds import release_holds
+
+    now = now or datetime.now(UTC)
+    database = open_rollout_database(hub_dir.database)
+    try:
+        with database.transaction() as db:
+            record = _find_rollout(database, db, release_spec, group)
+            held = set(record.held_devices)
+            where = f"rollout of {record.release} to group {record.group!r}"
+            if not held:
+                raise RolloutError(f"{where} holds no device")
+            chosen = set()
+            for spec in devices:
+                rows = db.execute("SELECT device_id FROM devices WHERE device_id = ? OR "
+                                  "name = ?", (spec, spec)).fetchall()
+                found = [row[0] for row in rows if row[0] in held]
+                if len(found) != 1:
+                    raise RolloutError(f"device {spec!r} is not held by the {where}")
+                chosen.add(found[0])
+            released = tuple(sorted(chosen or held))
+            release_holds(db, record.release, record.group, released, actor,
+                          reason or "by hand", iso(now))
+            database.audit(db, actor, "rollout.unhold", record.release, group=record.group,
+                           reason=reason or "by hand", devices=list(released))
+            _publish(hub_dir, db, record.audience_groups)
+    finally:
+        database.close()
+    return released
+
+
 def rollout_records(
     hub_dir: HubDir, release_spec: str | None = None, group: str | None = None
 ) -> list[RolloutRecord]:
@@ -287,10 +328,10 @@ def _hold_flagged(database: HubDatabase, db: sqlite3.Connection, record: Rollout
     import json
 
     from hub.compat.matrix import CompatSettings
-    from hub.rollouts.holds import add_holds
+    from hub.rollouts.holds import add_holds, released_devices
 
     changes = []
-    already = set(record.held_devices)
+    already = set(record.held_devices) | released_devices(db, record.release, record.group)
     for proposal in proposed:
         hold = replace(proposal, devices=tuple(d for d in proposal.devices if d not in already))
         if not hold.devices:

@@ -116,3 +116,30 @@ def test_without_the_opt_in_nothing_is_held_and_the_failures_halt_everyone(tmp_p
     assert held_releases(signed_document(hub, tmp_path, "office"), desks[30].device_id,
                          [TARGET])[TARGET].startswith("rollout is halted")
     assert audit_entries(hub, "rollout.hold") == []
+
+
+def test_an_admin_unhold_is_audited_and_the_controller_does_not_hold_again(tmp_path):
+    hub, laptops, desks = office(tmp_path)
+    start(hub, laptops, desks, "--hold-flagged")
+    pilots_report(hub, laptops, desks)
+    now = datetime.now(UTC)
+    [hold] = apply_rollout_rules(hub, now).changes
+    assert hold.verdict == "hold"
+    refused = run(hub, "rollout", "unhold", "tool", "--group", "office", "--devices",
+                  "desk-1")
+    assert refused.exit_code == 1 and "'desk-1' is not held" in refused.output
+    result = run(hub, "rollout", "unhold", "tool", "--group", "office", "--devices",
+                 "laptop-4", "--reason", "BIOS updated", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["released"] == [laptops[4].device_id]
+    [entry] = signed_document(hub, tmp_path, "office").rollouts
+    assert not is_held(entry, laptops[4].device_id) and is_held(entry, laptops[0].device_id)
+    [audited] = audit_entries(hub, "rollout.unhold")
+    assert audited["actor"].startswith("admin") and audited["detail"]["reason"] == \
+        "BIOS updated" and audited["detail"]["devices"] == [laptops[4].device_id]
+    # A new failure makes the check due: the released device is not held again.
+    report(hub, laptops[0], Outcome.FAILED)
+    assert [c.verdict for c in apply_rollout_rules(hub, now + timedelta(seconds=5)).changes] \
+        == []
+    [entry] = signed_document(hub, tmp_path, "office").rollouts
+    assert not is_held(entry, laptops[4].device_id)
