@@ -82,6 +82,16 @@ def rollout() -> None:
               help="hold the release for devices in a combination (OS, model, packages) "
                    "that `compat` flags as failing significantly more, and go on for the "
                    "others")
+@click.option("--no-regression-halt", is_flag=True,
+              help="do not halt on health signals (restarts, crashes, CPU, memory) of "
+                   "updated devices regressing against not-yet-updated ones")
+@click.option("--regression-min-ratio", type=click.FloatRange(min=1, max=100), default=None,
+              help="smallest regression that halts: ratio of rates or medians "
+                   "[default 1.25]")
+@click.option("--regression-alpha", type=click.FloatRange(min=0, max=0.5, min_open=True,
+                                                          max_open=True),
+              default=None, help="significance per look, shared by the signals "
+                                 "[default 0.01]")
 @click.option("--new-group", is_flag=True,
               help="create GROUP: no device is in it yet (else an unknown group is an error)")
 @json_option
@@ -89,8 +99,9 @@ def rollout() -> None:
 def rollout_start(hub_dir: str | None, release: str, group: str, stages: tuple[int, ...] | None,
                   pilot_devices: tuple[str, ...], pilot_groups: tuple[str, ...],
                   min_results: int | None, success_threshold: float | None, soak: str | None,
-                  halt_test: str | None, hold_flagged: bool, new_group: bool,
-                  as_json: bool) -> None:
+                  halt_test: str | None, hold_flagged: bool, no_regression_halt: bool,
+                  regression_min_ratio: float | None, regression_alpha: float | None,
+                  new_group: bool, as_json: bool) -> None:
     """Start rolling RELEASE (NAME or NAME@VERSION) out to --group."""
     from hub.rollouts.changes import start_rollout
     from hub.rollouts.rules import RolloutPlan
@@ -106,6 +117,12 @@ def rollout_start(hub_dir: str | None, release: str, group: str, stages: tuple[i
         rules["halt_test"] = halt_test
     if hold_flagged:
         rules["hold_flagged"] = True
+    if no_regression_halt:
+        rules["regression_halt"] = False
+    if regression_min_ratio is not None:
+        rules["regression_min_ratio"] = regression_min_ratio
+    if regression_alpha is not None:
+        rules["regression_alpha"] = regression_alpha
     plan: dict[str, Any] = {"pilot_devices": pilot_devices, "pilot_groups": pilot_groups,
                             "rules": rules}
     if stages is not None:

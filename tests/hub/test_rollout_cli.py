@@ -29,6 +29,7 @@ from hub.devices.results_store import ingest_result
 from hub.hub_dir import HubDir
 from hub.repository.tuf_repository import HubRepository
 from hub.rollouts.changes import apply_rollout_rules
+from hub.rollouts.store import read_rollout
 from tests.fleet import tar_bytes
 from tests.sim.fleet_simulation import MetadataMirror
 
@@ -387,3 +388,24 @@ def test_the_controller_logs_an_advance_as_routine_and_a_halt_as_a_warning(hub, 
     levels = {r.getMessage().split(": ")[1].split(" ")[0]: r.levelname for r in caplog.records
               if r.name == "hub.rollouts.runner"}
     assert levels == {"advance": "INFO", "halt": "WARNING"}
+
+
+def test_regression_halt_thresholds_and_opt_out_are_stored_with_the_plan(hub):
+    enroll(hub, "lab-1", "lab")
+    enroll(hub, "office-1", "office")
+    ok(hub, "rollout", "start", "tool", "--group", "lab", "--regression-min-ratio", "2",
+       "--regression-alpha", "0.001")
+    ok(hub, "rollout", "start", "tool", "--group", "office", "--no-regression-halt")
+    database = HubDatabase(hub.database)
+    try:
+        with database.transaction() as db:
+            lab, office = read_rollout(db, TARGET, "lab"), read_rollout(db, TARGET, "office")
+    finally:
+        database.close()
+    assert lab is not None and office is not None
+    assert lab.rules.regression_halt and lab.rules.regression_min_ratio == 2.0
+    assert lab.rules.regression_alpha == 0.001
+    assert not office.rules.regression_halt and office.rules.regression_min_ratio == 1.25
+    refused = run(hub, "rollout", "start", "tool", "--group", "lab",
+                  "--regression-min-ratio", "0.5")
+    assert refused.exit_code != 0 and "regression-min-ratio" in refused.output
