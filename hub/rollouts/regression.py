@@ -174,6 +174,14 @@ def _normal_upper_tail(u: float, ranks: Sequence[float], m: int, n: int) -> floa
 def mann_whitney_greater(treatment: Sequence[float],
                          control: Sequence[float]) -> tuple[float, float, str]:
     """(p, U, method) for the one-sided test that treatment values tend to be larger."""
+    return _mann_whitney(tuple(treatment), tuple(control))
+
+
+@lru_cache(maxsize=64)
+def _mann_whitney(treatment: tuple[float, ...],
+                  control: tuple[float, ...]) -> tuple[float, float, str]:
+    """Cached: the controller asks again at every pass, and the samples change only
+    when a result arrives (permutations cost a few tenths of a second)."""
     m, n = len(treatment), len(control)
     pooled = list(treatment) + list(control)
     ranks = _midranks(pooled)
