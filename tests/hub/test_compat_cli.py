@@ -87,3 +87,11 @@ def test_unknown_release_or_group_is_a_clear_error(fleet):
     assert "Traceback" not in result.output
     result = run(fleet, "compat", "tool", "--group", "ghosts")
     assert result.exit_code == 1 and "'ghosts': no enrolled device" in result.output
+
+
+def test_a_release_nobody_tried_yet_says_so(tmp_path):
+    hub = make_hub(tmp_path)
+    result = run(hub, "compat", "tool")
+    assert result.exit_code == 0 and "no results to cross yet" in result.output
+    data = json.loads(run(hub, "compat", "tool", "--format", "json").output)
+    assert data["reporting_devices"] == 0 and data["combinations"] == []
