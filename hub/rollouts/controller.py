@@ -187,7 +187,8 @@ def decide(evidence: RolloutEvidence, rules: RolloutRules, now: datetime) -> Dec
         return Decision(
             Verdict.HALT,
             f"{stage_name}: {stage.successes} of {stage.results} results succeeded "
-            f"({rate:.1%}), below the {rules.success_threshold:.1%} threshold",
+            f"({_percent_apart(rate, rules.success_threshold)}), below the "
+            f"{rules.success_threshold:.1%} threshold",
             figures=figures,
         )
     if rules.regression_halt:
@@ -219,3 +220,13 @@ def decide(evidence: RolloutEvidence, rules: RolloutRules, now: datetime) -> Dec
         to_stage=index + 1,
         figures=figures,
     )
+
+
+def _percent_apart(rate: float, threshold: float) -> str:
+    """`rate` as a percentage with as many decimals as it takes not to print the same as
+    the threshold it fell below: 146 of 149 is 97.99 %, not "98.0 %, below 98.0 %"."""
+    for decimals in range(1, 5):
+        text = f"{rate:.{decimals}%}"
+        if text != f"{threshold:.{decimals}%}":
+            return text
+    return f"{rate:.4%}"

@@ -143,3 +143,10 @@ def test_rules_and_plans_refuse_bad_values_by_name():
         RolloutPlan.parse({"rules": {"min_results": 0}})
     with pytest.raises(RolloutError, match="not a valid group name"):
         RolloutPlan.parse({"pilot_groups": ["Bad Group"]})
+
+
+def test_a_halt_never_prints_the_rate_as_the_threshold_it_fell_below():
+    from hub.rollouts.controller import _percent_apart
+
+    assert _percent_apart(146 / 149, 0.98) == "97.99%"
+    assert _percent_apart(0.95, 0.98) == "95.0%"
