@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,42 +21,25 @@ def report() -> None:
 
 def compliance_report(hub_dir: str | None, group: str | None, severity: str | None,
                       since: str | None, now: datetime | None = None) -> dict[str, Any]:
-    """The filtered report of the hub at `hub_dir` (also what `evidence export` puts in)."""
-    from agent.wire.release import Severity
-    from hub.compliance.exceptions import parse_instant
-    from hub.compliance.facts import Filters
-    from hub.compliance.gather import gather_facts
-    from hub.compliance.report import compute_report
+    """The filtered report of the hub at `hub_dir` (also what `evidence export` puts in);
+    the console's report page calls the same hub/compliance/hub_report.py."""
+    from hub.compliance.hub_report import hub_report, parse_filters
     from hub.config import HubConfig
     from hub.database import HubDatabase
-    from hub.errors import ComplianceInputError
 
-    if severity is not None and severity not in {s.value for s in Severity}:
-        raise ComplianceInputError(
-            f"--severity {severity!r}: use one of {', '.join(s.value for s in Severity)}")
-    filters = Filters(group, severity, parse_instant(since, "--since") if since else None)
+    filters = parse_filters(group, severity, since)
     directory = initialized_hub(hub_dir)
     database = HubDatabase(directory.database)
     try:
-        config = HubConfig.load(directory.config_file)
-        facts = gather_facts(database, config.public_url, now or datetime.now(UTC),
-                             offline_after_seconds=config.metrics.online_within)
+        return hub_report(database, HubConfig.load(directory.config_file), filters, now)
     finally:
         database.close()
-    return compute_report(facts, filters)
 
 
 def render(report_data: dict[str, Any], output_format: str) -> bytes:
-    from hub.compliance import document
-    from hub.compliance import render as text
+    from hub.compliance.hub_report import render_export
 
-    if output_format == "json":
-        return text.to_json(report_data).encode()
-    if output_format == "csv":
-        return text.to_csv(report_data).encode()
-    if output_format == "html":
-        return document.to_html(report_data).encode()
-    return document.to_pdf(report_data)
+    return render_export(report_data, output_format)
 
 
 @report.command("compliance")

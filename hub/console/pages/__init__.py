@@ -9,12 +9,23 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from hub.console.pages import audit, compat, compliance, devices, overview, rollouts
+from hub.console.pages import (
+    audit,
+    compat,
+    compliance,
+    compliance_exceptions,
+    compliance_report,
+    devices,
+    overview,
+    rollouts,
+)
 
 routes: list[BaseRoute] = [
     *overview.routes,
     *rollouts.routes,
     *compliance.routes,
+    *compliance_report.routes,
+    *compliance_exceptions.routes,
     *compat.routes,
     *devices.routes,
     *audit.routes,
