@@ -28,5 +28,6 @@ SHARED_WITH_HUB = (
     "agent.shutdown",
     "agent.instance_lock",
     "agent.listen_address",
+    "agent.readiness",         # requirement evaluation: agents before download, hub predicting
     "agent.log_format",        # both daemons' log lines (text or JSON) have one shape
 )

@@ -130,6 +130,7 @@ class AgentDaemon:
             reboot=reboot_adapter(config.lifecycle.reboot),
             max_boots=config.lifecycle.max_boots,
             free_space_reserve=config.lifecycle.free_space_reserve,
+            dpkg_query=config.inventory.dpkg_query,
         )
         self.metadata_refreshed_at: float | None = None  # Unix time, for metrics
         self.metadata_refresh_failures = 0

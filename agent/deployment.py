@@ -40,6 +40,7 @@ from agent.errors import (
     DownloadError,
     MetadataError,
     PayloadVerificationError,
+    ReadinessError,
 )
 from agent.health_checks import run_health_checks
 from agent.health_signals import measure_window
@@ -116,6 +117,8 @@ class DeploymentContext:
     reboot: RebootAdapter = field(default_factory=SystemReboot)
     max_boots: int = 3
     free_space_reserve: int = 64 * 1024 * 1024
+    dpkg_query: str = "dpkg-query"
+    """What reads the packages a release's requirements name ([inventory] dpkg_query)."""
     crash: CrashPoints = field(default_factory=crash_points)
 
 
@@ -300,6 +303,8 @@ class DeploymentRun:
 
     async def _downloading(self) -> StepEnd:
         assert self._target is not None
+        if (unready := await self._requirements_unmet()) is not None:
+            return unready
         try:
             torrent = await trio.to_thread.run_sync(
                 self.ctx.metadata.download_small_target, self.info.torrent.path
@@ -326,6 +331,34 @@ class DeploymentRun:
             "bytes_from_peers": downloaded.from_peers,
             "bytes_from_hub": downloaded.from_hub,  # web seed + hub seeder
         })
+
+    async def _requirements_unmet(self) -> StepEnd | None:
+        """The release's signed requirements, evaluated before anything is fetched
+        (agent/readiness.py, the function the hub's prediction uses): unmet, the
+        deployment goes back to scheduled with nothing downloaded or changed, and is
+        evaluated again at the next look. A not-ready result goes out when the unmet
+        requirements differ from those last reported, not at every look."""
+        requires = self.info.manifest.requires
+        if requires is None:
+            return None
+        from agent.readiness import reason, unmet_requirements
+        from agent.readiness_facts import device_facts
+
+        try:
+            facts = await trio.to_thread.run_sync(
+                device_facts, requires, self.ctx.prefix.path, self.ctx.dpkg_query)
+        except ReadinessError as exc:
+            why = f"not ready: requirements not evaluated: {exc}"
+            key = "unreadable"
+        else:
+            unmet = unmet_requirements(requires, facts)
+            if not unmet:
+                return None
+            why = f"not ready: {reason(unmet)}"
+            key = "; ".join(item.requirement for item in unmet)
+        first = self.deployment.detail.not_ready_for != key
+        return StepEnd(StepOutcome.NOT_READY, why, not_ready=first,
+                       detail={"not_ready_for": key}, retry_later=why)
 
     async def _verified(self) -> StepEnd:
         blocking = self.ctx.journal.blocking()

@@ -42,6 +42,8 @@ class DeploymentDetail(StrictModel):
     at: dict[State, float] = Field(default_factory=dict)
     """When each state was last entered (Unix time): the result's timings."""
     not_ready_reported: bool = False
+    not_ready_for: str = ""
+    """The unmet requirements last reported not-ready (agent/readiness.py)."""
     signals_before: SignalWindow | None = None
     """The release's health signals over the window just before its install."""
     signals_after: SignalWindow | None = None

@@ -84,6 +84,11 @@ class DiskSpaceError(AgentError):
     """Not enough free space to snapshot and install; checked before anything changes."""
 
 
+class ReadinessError(AgentError):
+    """The facts a release's requirements ask about could not be read (dpkg-query
+    failed): the device is not known to be ready, nothing changed."""
+
+
 class PolicyError(AgentError):
     """A group policy (TOML) is invalid; the message names the key and the reason."""
 

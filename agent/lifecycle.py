@@ -75,7 +75,8 @@ class StepOutcome(StrEnum):
     POSTPONED = "postponed"
     """The download could not finish now (no peers, hub unreachable); nothing changed."""
     NOT_READY = "not-ready"
-    """Not enough room to snapshot and install; nothing changed, retried later."""
+    """Not enough room to snapshot and install, or the release's requirements unmet
+    (before the download); nothing changed, retried later."""
     REFUSED = "refused"
     """Before the install: the payload or the device makes it impossible; nothing changed."""
     FAILED = "failed"
@@ -90,7 +91,7 @@ NEXT_STATE: dict[State, dict[StepOutcome, State]] = {
     S.PENDING: {Out.DONE: S.SCHEDULED, Out.SUPERSEDED: S.SUPERSEDED},
     S.SCHEDULED: {Out.DONE: S.DOWNLOADING, Out.SUPERSEDED: S.SUPERSEDED},
     S.DOWNLOADING: {Out.DONE: S.VERIFIED, Out.POSTPONED: S.SCHEDULED, Out.REFUSED: S.FAILED,
-                    Out.SUPERSEDED: S.SUPERSEDED},
+                    Out.SUPERSEDED: S.SUPERSEDED, Out.NOT_READY: S.SCHEDULED},
     S.VERIFIED: {Out.DONE: S.SNAPSHOTTING, Out.SUPERSEDED: S.SUPERSEDED},
     S.SNAPSHOTTING: {Out.DONE: S.INSTALLING, Out.NOT_READY: S.VERIFIED, Out.REFUSED: S.FAILED,
                      Out.SUPERSEDED: S.SUPERSEDED},

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.errors import WireFormatError
 from agent.wire.decoding import decode_toml
+from agent.wire.requirements import Requirements
 from agent.wire.validation import NAME_PATTERN, StrictModel, parse_model
 
 CUSTOM_KEY = "meisitong"
@@ -217,6 +218,10 @@ class ReleaseManifest(StrictModel):
         default_factory=list,
         description="checks of the restored old version after a revert; without them the "
         "agent verifies the restored paths against the snapshot",
+    )
+    requires: Requirements | None = Field(
+        default=None, description="what a device must be before it downloads the release "
+        "(agent/wire/requirements.py); unmet, it reports not-ready and changes nothing",
     )
     signals: SignalsSpec | None = None
 

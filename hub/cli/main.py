@@ -343,6 +343,9 @@ def _register_command_groups() -> None:
     from hub.cli.compat import compat
 
     main.add_command(compat)
+    from hub.cli.readiness import readiness
+
+    main.add_command(readiness)
 
 
 _register_command_groups()
