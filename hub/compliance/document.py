@@ -4,6 +4,12 @@ Both carry the hub's name, when the report was generated, the filters that made 
 summary per group × severity and per release, every exception with its reason, and the
 per-device table. Shares are printed by `report.percent`, the same strings as the
 terminal table, so a test can find the computed figures in the PDF's text.
+
+Each is a function of the report alone: the PDF is built in reportlab's invariant mode
+(no wall-clock creation date, no time-seeded file id; the instant that matters, the
+report's `generated_at`, is printed on its first page), so one report renders to one
+file, byte for byte — the console's download is the CLI's file, and anyone holding the
+report's JSON can re-render the document and compare.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ def to_pdf(report: dict[str, Any]) -> bytes:
     document = SimpleDocTemplate(out, pagesize=landscape(A4), leftMargin=12 * mm,
                                  rightMargin=12 * mm, topMargin=12 * mm, bottomMargin=12 * mm,
                                  title=f"Compliance report — {report['hub']}",
-                                 author="meisitong-hub")
+                                 author="meisitong-hub", invariant=1)
     style = [("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
              ("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
              ("FONTSIZE", (0, 0), (-1, -1), 7), ("VALIGN", (0, 0), (-1, -1), "TOP"),

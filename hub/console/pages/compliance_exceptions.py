@@ -1,5 +1,6 @@
 """Compliance exceptions in the console: `/console/compliance/exceptions` lists every
-exception (expired ones marked: they no longer count), and admins add and remove them
+exception (expired ones marked: they no longer count; the JSON, what `exceptions list
+--json` prints, at `/console/api/compliance/exceptions`), and admins add and remove them
 with forms (POST `/console/compliance/exceptions/add` and `/remove`, CSRF-checked by the
 guard). The changes are hub/compliance/exceptions.py's, which audits each in the
 transaction that makes it, with `admin:NAME` as the actor — what the CLI writes for the
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from hub.compliance.exceptions import add_exception, list_exceptions, remove_exception
@@ -69,6 +70,12 @@ async def exceptions_page(request: Request) -> Response:
     return await _page(request)
 
 
+@console_page()
+async def exceptions_api(request: Request) -> Response:
+    """What `meisitong-hub exceptions list --json` prints."""
+    return JSONResponse(await console_database(request, list_exceptions))
+
+
 @console_action()
 async def exceptions_add(request: Request) -> Response:
     fields = await form_fields(request)
@@ -100,4 +107,5 @@ routes: list[BaseRoute] = [
     Route("/compliance/exceptions", exceptions_page, methods=["GET"]),
     Route("/compliance/exceptions/add", exceptions_add, methods=["POST"]),
     Route("/compliance/exceptions/remove", exceptions_remove, methods=["POST"]),
+    Route("/api/compliance/exceptions", exceptions_api, methods=["GET"]),
 ]
