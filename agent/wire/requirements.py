@@ -78,7 +78,7 @@ def parse_range(text: str) -> tuple[Clause, ...]:
         found = _CLAUSE.match(part)
         if not found:
             raise ValueError(f"{part.strip()!r} is not OP VERSION (OP one of >=, <=, >>, <<, "
-                             "=, >, <, !=), in version range {text!r}")
+                             f"=, >, <, !=), in version range {text!r}")
         operator, version = found.groups()
         if not _VERSION.match(version):
             raise ValueError(f"{version!r} is not a Debian version, in version range {text!r}")

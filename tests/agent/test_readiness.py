@@ -132,7 +132,9 @@ root = "/opt/app"
 
 @pytest.mark.parametrize(("table", "named", "says"), [
     ('[requires]\nkernel = ">= six"\n', "requires.kernel", "'six' is not a Debian version"),
-    ('[requires]\nkernel = "~> 6.1"\n', "requires.kernel", "is not OP VERSION"),
+    ('[requires]\nkernel = "~> 6.1"\n', "requires.kernel",
+     "'~> 6.1' is not OP VERSION (OP one of >=, <=, >>, <<, =, >, <, !=), in version range "
+     "'~> 6.1'"),
     ('[requires]\nmin_ram = "2 GB"\n', "requires.min_ram", "is not a size"),
     ('[requires]\narchitectures = ["AMD64"]\n', "requires.architectures",
      "architectures[0]"),

@@ -100,3 +100,14 @@ def test_csv_and_table(fleet):
 def test_errors_are_one_line_and_a_non_zero_exit(fleet, args, says):
     result = run(fleet, "readiness", *args)
     assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
+
+
+def test_publish_refuses_a_bad_requirement_naming_the_field_and_publishes_nothing(tmp_path):
+    hub = make_hub(tmp_path)
+    (tmp_path / "BAD.toml").write_text(BIG.replace('name = "big"', 'name = "bad"').replace(
+        'min_ram = "4 GiB"', 'min_ram = "4 gigs"'))
+    (tmp_path / "bad.tar").write_bytes(tar_bytes({"bin/bad": b"x"}))
+    result = run(hub, "publish", str(tmp_path / "BAD.toml"), str(tmp_path / "bad.tar"))
+    assert result.exit_code == 1 and "requires.min_ram" in result.output
+    assert "'4 gigs' is not a size" in result.output
+    assert "no published release 'bad'" in run(hub, "readiness", "bad").output
