@@ -4,6 +4,9 @@ share (agent/readiness.py): each kind met and unmet, Debian version-range edges 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from agent.errors import WireFormatError
@@ -164,3 +167,19 @@ def test_requirements_travel_in_the_signed_custom_fields_and_read_back_equal(tmp
     manifest = ReleaseManifest.from_toml_file(path)
     again = ReleaseManifest.model_validate(manifest.model_dump(mode="json"))
     assert again.requires == manifest.requires and again.requires.min_ram == 1 << 30
+
+
+PAIRS = [("1.0", "1.0-0"), ("1:1.0", "2.0"), ("1.0~rc1", "1.0"), ("1.0~~", "1.0~"),
+         ("1.0-1~deb12u1", "1.0-1"), ("1.0-1+deb12u1", "1.0-1+b1"), ("2.36-9+deb12u4", "2.36-9"),
+         ("1.0a", "1.0+"), ("1.0.0", "1.0"), ("0:1.0", "1.0"), ("6.1.0-18-amd64", "6.1.0-9"),
+         ("3.0.11-1~deb12u2", "3.0.11-1~deb12u10"), ("1.2.3+dfsg", "1.2.3"), ("10", "9")]
+
+
+@pytest.mark.skipif(not shutil.which("dpkg"), reason="dpkg is the reference ordering")
+@pytest.mark.parametrize(("left", "right"), PAIRS)
+def test_range_clauses_agree_with_dpkg_compare_versions(left, right):
+    for operator, dpkg_op in ((">=", "ge"), ("<=", "le"), (">>", "gt"), ("<<", "lt"),
+                              ("=", "eq"), ("!=", "ne")):
+        dpkg = subprocess.run(["dpkg", "--compare-versions", left, dpkg_op, right]).returncode
+        assert in_range(left, parse_range(f"{operator} {right}")) is (dpkg == 0), \
+            (left, operator, right)
