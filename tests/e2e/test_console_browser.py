@@ -403,6 +403,26 @@ def test_every_other_page_renders_from_the_real_fleet(site, browser):
     assert text(browser, f"compliance-{GROUP}-now") == "100.0%"
     assert_served_by_the_hub_and_clean(browser, site.url)
     screenshot(browser, "compliance")
+    browser.find_element(By.ID, "compliance-report-link").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "compliance-summary"))
+    browser.find_element(By.ID, "filter-group").send_keys(GROUP)
+    browser.find_element(By.CSS_SELECTOR, "#report-filters button").click()
+    WebDriverWait(browser, 10).until(lambda d: f"group={GROUP}" in d.current_url)
+    assert text(browser, f"summary-{GROUP}-critical-share") == "100.0 %"
+    assert browser.find_element(By.ID, "export-csv").get_attribute("href").endswith(
+        f"/console/compliance/report/csv?group={GROUP}")
+    assert_served_by_the_hub_and_clean(browser, site.url)
+    screenshot(browser, "compliance-report")
+    browser.find_element(By.ID, "exceptions-link").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "exception-add"))
+    for field, value in (("device", "endpoint-1"), ("release", "app@1.0.0"),
+                         ("reason", "kiosk frozen for the fair"), ("expires", "2999-12-31")):
+        browser.find_element(By.ID, f"exception-{field}").send_keys(value)
+    browser.find_element(By.CSS_SELECTOR, "#exception-add button").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "exceptions-table"))
+    assert "kiosk frozen for the fair" in text(browser, "exceptions-table")
+    assert_served_by_the_hub_and_clean(browser, site.url)
+    screenshot(browser, "compliance-exceptions")
 
     browser.get(f"{site.url}/console/audit")
     browser.find_element(By.ID, "filter-action").send_keys("rollout.*")
