@@ -1,12 +1,13 @@
 """The compliance report in the console: `/console/compliance/report?group=G&severity=S
-&since=D` (GET parameters, so a filtered view is a link) and its downloads at
-`/console/compliance/report/{csv,json,html,pdf}?…` with the same filters.
+&since=D` (GET parameters, so a filtered view is a link; `&page=N&per_page=M` page the
+rows) and its downloads at `/console/compliance/report/{csv,json,html,pdf}?…` with the
+same filters.
 
 Nothing is computed here: hub/compliance/hub_report.py gathers the facts and computes
 the report exactly as `meisitong-hub report compliance` does, and renders the very
 bytes the CLI writes. The page shows the summary per group × severity, every exception
-with its reason and the per-device rows, the latter capped at MAX_ROWS with the count
-(the downloads have them all). A refused filter is a 400 naming the field.
+with its reason and the per-device rows, PAGE_ROWS at a time (or fewer, `per_page`) with
+the count (the downloads have them all). A refused filter is a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -36,9 +37,16 @@ from hub.console.auth import console_database, console_page, console_state, rend
 from hub.database import HubDatabase
 from hub.errors import ComplianceInputError
 
-MAX_ROWS = 500
-"""Per-device rows the page shows; the count says how many there are in all."""
+PAGE_ROWS = 500
+"""Per-device rows a page shows; the count says how many there are in all."""
 FILTER_FIELDS = ("group", "severity", "since")
+
+
+def _whole(request: Request, name: str, default: int, most: int) -> int:
+    raw = request.query_params.get(name, "").strip() or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise ComplianceInputError(f"{name} {raw[:20]!r}: a whole number from 1 to {most}")
+    return int(raw)
 
 
 def _filters(request: Request) -> tuple[Filters, dict[str, str]]:
@@ -66,16 +74,25 @@ def _groups(database: HubDatabase) -> list[str]:
 async def report_page(request: Request) -> Response:
     try:
         filters, given = _filters(request)
+        page = _whole(request, "page", 1, 1_000_000)
+        per_page = _whole(request, "per_page", PAGE_ROWS, PAGE_ROWS)
     except ComplianceInputError as exc:
         return render(request, "error.html", status_code=400, message=str(exc))
     report = await _report(request, filters)
     groups = await console_database(request, _groups)
     query = urlencode({name: value for name, value in given.items() if value})
+    pages = max(1, -(-len(report["rows"]) // per_page))
+    page = min(page, pages)
+    first = (page - 1) * per_page
+    paging = {**{k: v for k, v in given.items() if v},
+              **({"per_page": str(per_page)} if per_page != PAGE_ROWS else {})}
     return render(request, "compliance_report.html", report=report, given=given,
                   severities=[s.value for s in Severity], groups=groups,
                   query=f"?{query}" if query else "", formats=EXPORT_FORMATS,
-                  rows=report["rows"][:MAX_ROWS], max_rows=MAX_ROWS, percent=percent,
-                  hours=hours, not_exceptions=NOT_EXCEPTIONS)
+                  rows=report["rows"][first:first + per_page], first=first, page=page,
+                  pages=pages,
+                  page_link=lambda number: "?" + urlencode({**paging, "page": number}),
+                  percent=percent, hours=hours, not_exceptions=NOT_EXCEPTIONS)
 
 
 @console_page()
