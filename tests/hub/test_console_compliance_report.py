@@ -155,6 +155,8 @@ def test_the_report_page_shows_the_summary_exceptions_and_rows_for_its_filters(s
         assert text_of(text, "summary-office-critical-in-scope") == "3"
         assert text_of(text, "report-rows-count") == "8"  # tool x 5 + ssl x 3
         assert "failed at 2026-11-25T00:01:00+00:00" in text  # desk-1's reason
+        releases = text.split('id="compliance-releases"')[1].split("</table>")[0]
+        assert "releases/ssl/3.0.1/ssl.tar" in releases and releases.count("<tr>") == 4
         assert 'href="/console/compliance/report/csv"' in text and 'id="export-pdf"' in text
 
         office = client.get(REPORT, params={"group": "office", "severity": "moderate"}).text
