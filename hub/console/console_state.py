@@ -52,6 +52,8 @@ class ConsoleState:
     password_checks: trio.CapacityLimiter = field(
         default_factory=lambda: trio.CapacityLimiter(2)
     )
+    # Report downloads rendered at a time: a 10,000-device PDF takes ~30 s of one core.
+    exports: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(1))
     live: LiveRollouts | None = None
     """The rollouts' live progress (hub/console/live.py), run by `serve`."""
     online_seconds: float = ONLINE_SECONDS

@@ -106,7 +106,8 @@ async def report_export(request: Request) -> Response:
     except ComplianceInputError as exc:
         return render(request, "error.html", status_code=400, message=str(exc))
     report = await _report(request, filters)
-    body = await trio.to_thread.run_sync(render_export, report, output_format)
+    body = await trio.to_thread.run_sync(render_export, report, output_format,
+                                         limiter=console_state(request).exports)
     return Response(body, media_type=MEDIA_TYPES[output_format], headers={
         "Content-Disposition":
             f'attachment; filename="{export_name(report, output_format)}"'})
