@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from agent.config import AgentConfig
+from agent.control_signals import ControlSignalSender
 from agent.deployment import DeploymentContext, DeploymentRun, RetryLater, start_deployment
 from agent.deployment_files import prune_finished_downloads
 from agent.deployment_supersede import supersede_waiting
@@ -52,7 +53,7 @@ from agent.policy import DeviceFacts
 from agent.policy.gate import NotEligibleYet, PolicyGate
 from agent.policy.source import PolicySource
 from agent.reboot import reboot_adapter
-from agent.rollout_selection import held_releases, select_releases
+from agent.rollout_selection import control_releases, held_releases, select_releases
 from agent.start_recovery import prepare_start
 from agent.state_dir import StateDir
 from agent.wire.release import ReleaseInfo
@@ -98,6 +99,10 @@ class AgentDaemon:
         self.heartbeat = HeartbeatSender(self.hub_url, self.identity, self.hub_contact,
                                          config.hub.heartbeat_interval, config.hub.timeout,
                                          audit_head=self.metadata.audit_head)
+        # Signals of releases this device is not yet in the stage of, for the hub's
+        # concurrent control (agent/control_signals.py).
+        self.control_signals = ControlSignalSender(self.hub_url, self.identity,
+                                                   config.hub.timeout)
         # The group's signed policy decides when to install and reboot (agent/policy/).
         self.policy_source = PolicySource(self.metadata, self.state.root / "policy",
                                           self.identity.device_id, config.agent.group)
@@ -154,6 +159,7 @@ class AgentDaemon:
                     await nursery.start(self.gossip.run, self.peers)
                 nursery.start_soon(self._outbox_loop)
                 nursery.start_soon(self.heartbeat.run)
+                nursery.start_soon(self.control_signals.run)
                 if self.inventory is not None:
                     nursery.start_soon(self.inventory.run)
                 await nursery.start(self.gate.run)  # renews held disruption-budget leases
@@ -226,6 +232,7 @@ class AgentDaemon:
             document_bytes, f"rollouts/{group}.json")
         await self._resume_unchanged(document)
         if document is None:
+            self.control_signals.update({})
             return
         releases, targets = {}, {}
         for entry in document.rollouts:
@@ -245,6 +252,8 @@ class AgentDaemon:
         candidates, skipped = select_releases(
             document, self.identity.device_id, releases, installed
         )
+        self.control_signals.update(
+            control_releases(document, self.identity.device_id, releases))
         for skip in skipped:
             log.debug("not deploying %s: %s", skip.release, skip.why)
         for candidate in candidates:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from agent.wire.release import ReleaseInfo
+from agent.wire.release import ReleaseInfo, SignalsSpec
 from agent.wire.rollout import GroupRollouts, RolloutEntry, RolloutState
 
 
@@ -141,3 +141,22 @@ def held_releases(
         elif document is not None and not in_current_stage(entry, device_id, document.group):
             held[release] = f"not in stage ({entry.stage_percent}%)"
     return held
+
+
+def control_releases(
+    document: GroupRollouts, device_id: str, releases: dict[str, ReleaseInfo],
+) -> dict[str, SignalsSpec]:
+    """The releases this device is a concurrent control of, with their `[signals]`: an
+    active rollout of a release declaring signals, whose current stage does not include
+    this device (nor holds it). The device measures control windows for these
+    (agent/control_signals.py); the hub compares them with the updated devices'."""
+    wanted: dict[str, SignalsSpec] = {}
+    for entry in document.rollouts:
+        info = releases.get(entry.release)
+        if info is None or info.manifest.signals is None:
+            continue
+        if entry.state is not RolloutState.ACTIVE or is_held(entry, device_id):
+            continue
+        if not in_current_stage(entry, device_id, document.group):
+            wanted[entry.release] = info.manifest.signals
+    return wanted

@@ -96,6 +96,7 @@ SCHEMA_MODULES: tuple[str, ...] = (
     "hub.compliance.schema",
     "hub.vulns.store",
     "hub.rollouts.holds",
+    "hub.rollouts.control_windows",
 )
 
 

@@ -112,3 +112,9 @@ class VulnFeedError(HubError):
 
 class UnknownVulnerabilityError(HubError):
     """No imported feed record is about that vulnerability id."""
+
+
+class ControlWindowRefusedError(HubError):
+    """A device's control window (agent/wire/control_signals.py) is not one the hub keeps:
+    no active rollout of that release for the device's group, the device already has it,
+    a time out of bounds, overlapping a window already held, or too many windows."""

@@ -103,6 +103,10 @@ class SignalsSpec(StrictModel):
     window_seconds: int = Field(default=300, ge=1, le=3600)
     """How long each window lasts: the install waits this long first, the result this
     long after the health checks pass."""
+    control_interval: int = Field(default=3600, ge=60, le=86400)
+    """Seconds between control windows: while the rollout is active, a device of its
+    audience not in the current stage measures one window (`window_seconds` long) each
+    interval, for the hub's concurrent control (agent/wire/control_signals.py)."""
 
     @field_validator("units")
     @classmethod

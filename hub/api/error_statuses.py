@@ -4,8 +4,8 @@ A 4xx tells an agent its request is refused for good: it drops the result record
 (agent/hub_client.py). So only errors that are the request's own fault are a 4xx: a
 body that is not the format (400), a signature, token or proof that does not verify
 (403), a device the hub has not enrolled (404), an inventory diff whose base the hub
-lacks (409) or that does not give the digest it claims (422), a body over its route's
-limit (413).
+lacks (409) or that does not give the digest it claims (422), a control window the hub
+does not keep (422), a body over its route's limit (413).
 Anything else (a HubError that is the server's own fault, such as a missing CA key, a
 full disk, a locked or unwritable database, a bug) is a 500, which agents retry later;
 its traceback goes to the hub's log, not to the client.
@@ -24,6 +24,7 @@ from starlette.routing import Route
 from agent.errors import SignatureError, WireFormatError
 from hub.errors import (
     BodyTooLargeError,
+    ControlWindowRefusedError,
     EnrollmentRefusedError,
     InventoryBaseMissingError,
     InventoryDigestMismatchError,
@@ -39,6 +40,7 @@ REQUEST_FAULTS: tuple[tuple[type[Exception], int], ...] = (
     (EnrollmentRefusedError, 403),
     (InventoryBaseMissingError, 409),
     (InventoryDigestMismatchError, 422),
+    (ControlWindowRefusedError, 422),
     (WireFormatError, 400),
 )
 """Error type -> status for what the request is to blame for, first match wins."""

@@ -40,6 +40,7 @@ from hub.hub_dir import HubDir
 from hub.inventory.routes import inventory_routes
 from hub.policy.leases import lease_routes
 from hub.releases.published_releases import PublishedReleases
+from hub.rollouts.control_routes import control_signal_routes
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ def make_app(
         Mount("/payloads", PublishedPayloads(payload_files, published)),
         *relay_routes(in_database, on_ingested),
         *inventory_routes(in_database),
+        *control_signal_routes(in_database),
         *lease_routes(hub_dir),
         # The web console, behind login (hub/console/auth.py).
         Mount("/console", console_app(hub_dir, config or HubConfig(), live=console_live)),

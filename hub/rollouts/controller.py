@@ -24,7 +24,9 @@ The rules (README, "Staged rollouts"), in the order they are applied:
    counted here are those of the devices that joined in this stage (the pilots and the
    lowest buckets for stage 1), so every stage is judged on its own evidence.
    Before a stage passes (and at the final stage's gate), the health signals of updated
-   devices are compared with the not-yet-updated ones' (hub/rollouts/regression.py):
+   devices are compared with the not-yet-updated ones' over the same period
+   (hub/rollouts/concurrent_control.py; their own before-install windows when too few
+   sent control windows) (hub/rollouts/regression.py):
    a significant regression of at least the minimum effect halts, even though every
    health check passed. `regression_halt = false` opts a rollout out.
 3. Otherwise wait: for results, or until the soak ends (`recheck_at`). A stage with no
@@ -35,13 +37,14 @@ The rules (README, "Staged rollouts"), in the order they are applied:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from agent.wire.health_signals import SignalWindow
+from hub.rollouts.concurrent_control import CONCURRENT, choose_control
 from hub.rollouts.regression import compare_signals
 from hub.rollouts.rules import HaltTest, RolloutRules
 
@@ -81,7 +84,12 @@ class RolloutEvidence:
     treatment_signals: tuple[SignalWindow, ...] = ()
     """After-install windows of the rollout's installed devices (regression.py)."""
     control_signals: tuple[SignalWindow, ...] = ()
-    """Before-install windows of its reporting devices (regression.py)."""
+    """Before-install windows of its reporting devices: the stand-in control."""
+    concurrent_signals: Mapping[str, tuple[SignalWindow, ...]] = field(
+        default_factory=dict)
+    """Control windows of not-updated devices of the audience, per device: the
+    concurrent control when enough fall in the treatment's period
+    (concurrent_control.py)."""
 
 
 @dataclass(frozen=True)
@@ -192,16 +200,20 @@ def decide(evidence: RolloutEvidence, rules: RolloutRules, now: datetime) -> Dec
             figures=figures,
         )
     if rules.regression_halt:
-        finding = compare_signals(evidence.treatment_signals, evidence.control_signals,
+        control = choose_control(evidence.treatment_signals, evidence.control_signals,
+                                 evidence.concurrent_signals, rules.regression_min_devices)
+        finding = compare_signals(evidence.treatment_signals, control.windows,
                                   rules.regression_alpha, rules.regression_min_ratio,
                                   rules.regression_min_devices)
         if finding.comparisons:
-            figures |= finding.figures()
+            figures |= control.figures | finding.figures()
+        side = ("not updated, same period" if control.kind == CONCURRENT
+                else "before their update")
         if finding.halts:
             worst = ", ".join(
                 f"{c.signal} {c.ratio:.2f}x ({c.treatment:.4g} vs {c.control:.4g}, "
                 f"p={c.p_value:.2g}, {c.treatment_devices} updated vs "
-                f"{c.control_devices} before update)" for c in finding.regressions)
+                f"{c.control_devices} {side})" for c in finding.regressions)
             return Decision(
                 Verdict.HALT,
                 f"{stage_name}: health checks passed but health signals regressed: "

@@ -10,8 +10,10 @@ their devices are no longer members (they will not report again). Devices the ro
 holds (a flagged compatibility combination, hub/compat/hold.py) are members of no stage
 and their results count for nothing: the rollout is judged on the devices it goes on
 with. Health signals (regression.py): a member's latest result carrying them gives its
-before window to the control and, when its latest counted result is `installed`, its
-after window to the treatment.
+before window to the stand-in control and, when its latest counted result is
+`installed`, its after window to the treatment; the control windows members not
+installed sent (control_windows.py) are the concurrent control
+(concurrent_control.py chooses).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from functools import lru_cache
 from agent.rollout_selection import joining_stage, rollout_bucket
 from agent.wire.health_signals import HealthSignals
 from agent.wire.result import Outcome
+from hub.rollouts.control_windows import control_windows
 from hub.rollouts.controller import RolloutEvidence, StageEvidence
 from hub.rollouts.store import RolloutRecord
 
@@ -114,6 +117,10 @@ def gather_progress(db: sqlite3.Connection, record: RolloutRecord) -> RolloutPro
         stage=per_stage[record.current_stage],
         treatment_signals=tuple(s.after for d, s in signals.items() if latest.get(d)),
         control_signals=tuple(s.before for s in signals.values()),
+        concurrent_signals={
+            device: tuple(windows)
+            for device, windows in control_windows(db, record.release).items()
+            if device in joins and not latest.get(device)},
     )
     outside = sum(1 for stage in joins.values() if stage is None)
     return RolloutProgress(evidence, tuple(per_stage), outside)

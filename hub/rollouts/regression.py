@@ -4,14 +4,11 @@ What is compared (hub/rollouts/evidence.py gathers it from device-signed results
 
 - treatment: the *after* windows of devices whose latest result for this rollout is
   `installed` (every stage so far): the new release running, its checks passed;
-- control: the *before* windows of every device of the audience that reported for this
-  rollout (installed or not), measured on the old version just before it installed.
-
-Agents report signals only inside result records, so devices not yet in the rollout
-have sent nothing for it; their nearest stand-in is each reporting device's own window
-from just before its install, while it was still one of the group's not-yet-updated
-devices. Both sides are measured during the rollout (a before window ends when its
-install starts, which is after the rollout began), so both see the same period.
+- control: chosen by concurrent_control.py — the control windows of not-updated devices
+  of the audience over the treatment's period (agent/wire/control_signals.py), or, when
+  too few devices sent those, the stand-in: the *before* windows of every device of the
+  audience that reported for this rollout, each measured on the old version just
+  before its install, while it was still one of the group's not-yet-updated devices.
 
 Tests, one-sided (is the treatment worse?), each at alpha / (number of signals tested),
 Bonferroni over the signals both sides measured:

@@ -26,7 +26,10 @@ window of `signal_window_hours` before its install and one after it, with Poisso
 counts at its own base rate (the fleet's, varied per device) before and that rate times
 `crash_factor` after, and its processes' memory (varied per device, times
 `memory_factor` after). Health checks pass unless `failure_rate` says otherwise, so a
-`crash_factor=2` release is one no health check catches.
+`crash_factor=2` release is one no health check catches. With `control_interval_hours`
+the release declares `[signals]` and every device not in the current stage measures a
+control window (same length, its base rate: it runs the old version) each interval and
+posts it signed, as agents do (agent/control_signals.py), through `ingest_control_window`.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from tuf.api.exceptions import DownloadHTTPError
 from tuf.ngclient import FetcherInterface
 
 from agent.metadata_client import MetadataClient
-from agent.rollout_selection import select_releases
+from agent.rollout_selection import control_releases, select_releases
+from agent.wire.control_signals import ControlWindow, SignedControlWindow
 from agent.wire.health_signals import HealthSignals, SignalWindow
 from agent.wire.release import ReleaseInfo
 from agent.wire.result import Outcome, ResultRecord, SignedResult
@@ -57,6 +61,7 @@ from hub.devices.results_store import ingest_result
 from hub.hub_dir import HubDir
 from hub.hub_init import initialize_hub
 from hub.releases.publisher import publish_release
+from hub.rollouts.control_windows import ingest_control_window
 from hub.rollouts.rules import HaltTest, RolloutPlan, RolloutRules
 from hub.rollouts.runner import RolloutRuleRunner
 from hub.rollouts.store import read_rollout
@@ -87,6 +92,8 @@ class FleetSpec:
     crash_factor: float = 1.0
     memory_factor: float = 1.0
     signal_window_hours: float = 1.0
+    control_interval_hours: float | None = None
+    """None: devices send no control windows (the hub falls back to the stand-in)."""
 
 
 @dataclass
@@ -103,6 +110,8 @@ class FleetOutcome:
     audit: list[dict[str, Any]] = field(default_factory=list)
     release: str = ""
     devices: list[str] = field(default_factory=list)
+    control_windows: int = 0
+    """Control windows the devices sent (and the hub took)."""
 
     @property
     def halted(self) -> bool:
@@ -167,6 +176,14 @@ class SimulatedDevice:
     rss_bytes: float = 0.0
 
 
+def _signals_section(spec: FleetSpec) -> str:
+    if spec.control_interval_hours is None or spec.crash_rate_per_hour is None:
+        return ""
+    return (f"[signals]\nprocesses = [\"app\"]\n"
+            f"window_seconds = {round(spec.signal_window_hours * 3600)}\n"
+            f"control_interval = {round(spec.control_interval_hours * 3600)}\n")
+
+
 def virtual_now() -> datetime:
     return EPOCH + timedelta(seconds=trio.current_time())
 
@@ -178,7 +195,7 @@ def prepare_hub(workdir: Path, spec: FleetSpec) -> tuple[HubDir, str, list[Simul
     payload.write_bytes(tar_bytes({"VERSION": b"2.0.0"}))
     manifest.write_text('name = "app"\nversion = "2.0.0"\nseverity = "important"\n'
                         'category = "application"\n[install]\ntype = "file-tree"\n'
-                        'root = "/opt/app"\n')
+                        'root = "/opt/app"\n' + _signals_section(spec))
     release = publish_release(hub_dir, manifest, payload).target
     rng = random.Random(spec.seed)
     devices = []
@@ -252,6 +269,34 @@ async def simulate(spec: FleetSpec, workdir: Path) -> FleetOutcome:
             after=measured(installed_at, spec.crash_factor, spec.memory_factor),
         )
 
+    async def send_control_windows(device: SimulatedDevice) -> None:
+        """While not in the current stage: one window per interval at the base rate."""
+        assert spec.control_interval_hours is not None
+        rng = random.Random(f"{spec.seed}/{device.device_id}/control")
+        interval = spec.control_interval_hours * 3600
+        seconds = spec.signal_window_hours * 3600
+        await trio.sleep(rng.uniform(0, interval))
+        while not device.received:
+            if release in control_releases(mirror.document, device.device_id,
+                                           mirror.releases):
+                start = trio.current_time()
+                await trio.sleep(seconds)
+                if device.received:  # its install began inside the window
+                    return
+                window = SignalWindow(
+                    started_at=(EPOCH + timedelta(seconds=start)).isoformat(),
+                    seconds=seconds, restarts=0,
+                    crashes=poisson(rng, device.crash_rate * spec.signal_window_hours),
+                    rss_bytes=int(device.rss_bytes * rng.uniform(0.95, 1.05)))
+                record = ControlWindow(device_id=device.device_id, release=release,
+                                       window=window)
+                ingest_control_window(results, SignedControlWindow.sign(record, device.key),
+                                      virtual_now())
+                outcome.control_windows += 1
+                await trio.sleep(max(interval - seconds, 0.0))
+            else:
+                await trio.sleep(interval)
+
     def report(device: SimulatedDevice, installed_at: float) -> None:
         record = ResultRecord(
             record_id=uuid.uuid4().hex, device_id=device.device_id, release=release,
@@ -310,6 +355,8 @@ async def simulate(spec: FleetSpec, workdir: Path) -> FleetOutcome:
         async with trio.open_nursery() as nursery:
             for device in devices:
                 nursery.start_soon(run_device, device)
+                if spec.control_interval_hours is not None:
+                    nursery.start_soon(send_control_windows, device)
             with trio.move_on_after(spec.max_days * DAY):
                 while True:
                     runner.run_if_due()

@@ -1,14 +1,17 @@
 """Halting on health-signal regressions in the simulated fleet (tests/sim/
 fleet_simulation.py): a release that doubles crash counts while every health check
 passes is halted before it reaches the whole group, with tens of devices; a good one
-reaches everyone across seeds."""
+reaches everyone across seeds. Devices not in the current stage send control windows
+every 2 hours, so the halts are judged against the concurrent control; without them
+the before-install stand-in still catches it."""
 
 import json
 
 from tests.sim.fleet_simulation import FleetSpec, simulate
 
 DEVICES = 48
-SIGNALS = {"crash_rate_per_hour": 3.0, "signal_window_hours": 1.0}
+SIGNALS = {"crash_rate_per_hour": 3.0, "signal_window_hours": 1.0,
+           "control_interval_hours": 2.0}
 FAST = {"controller_seconds": 300.0}
 STAGES = {"stages": (10, 30, 100)}  # at 2 % a group of 48 often has an empty first stage
 
@@ -34,9 +37,12 @@ async def test_doubled_crashes_with_passing_health_checks_halt_before_everyone_h
         assert crashes["ratio"] >= 1.25
         assert crashes["p_value"] < halt["evidence"]["regression_alpha_each"]
         assert crashes["treatment_devices"] >= 5 and crashes["control_devices"] >= 5
+        assert halt["evidence"]["regression_control"] == "concurrent"
+        assert "not updated, same period" in halt["reason"]
+        assert outcome.control_windows > 100
         stages.append(outcome.final_stage)
-    # Most are caught at the 10 % or 30 % gate: 5 of these 6, 17 of seeds 0-19.
-    assert sum(stage < 2 for stage in stages) >= 5, stages
+    # Caught at the 10 % or 30 % gate: 20 of seeds 0-19 (README).
+    assert all(stage < 2 for stage in stages), stages
 
 
 async def test_good_release_with_signals_reaches_everyone_across_seeds(
@@ -51,6 +57,20 @@ async def test_good_release_with_signals_reaches_everyone_across_seeds(
         else:
             assert outcome.stage_percent == 100 and outcome.reported == DEVICES
     assert len(halted) <= 1, halted
+
+
+async def test_without_control_windows_the_stand_in_still_catches_doubled_crashes(
+    tmp_path, autojump_clock
+):
+    for seed in range(2):
+        outcome = await simulate(FleetSpec(devices=DEVICES, seed=seed, crash_factor=2.0,
+                                           **(SIGNALS | {"control_interval_hours": None}),
+                                           **STAGES, **FAST), tmp_path / str(seed))
+        assert outcome.halted and outcome.control_windows == 0, seed
+        [halt] = regression_halts(outcome)
+        assert halt["evidence"]["regression_control"] == "before-install stand-in"
+        assert "0 not-updated devices" in halt["evidence"]["regression_control_why"]
+        assert "before their update" in halt["reason"]
 
 
 async def test_an_opted_out_rollout_is_not_halted_by_signals(tmp_path, autojump_clock):
