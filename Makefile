@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-branch clean system-tools js-tools
+.PHONY: demo test lint bench bench-branch clean system-tools js-tools deb
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench: $(STAMP) system-tools
 # Branch offices in network namespaces (root; several minutes): tests/bench/branch_office/
 bench-branch: $(STAMP)
 	$(BIN)/python -m tests.bench.branch_office
+
+# The two Debian packages (build/deb/meisitong-{hub,agent}_VERSION_amd64.deb): each a
+# private virtualenv under /opt/meisitong, units, sysusers.d, tmpfiles.d, /etc configs.
+deb: $(STAMP) system-tools
+	$(BIN)/python packaging/build_deb.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -90,7 +90,8 @@ def extract_archive(
     with _open(tar_path) as tar:
         validated = _validated(tar, tar_path, max_total_size, max_members)
         _check_against_disk(validated, dest, tar_path)
-        dest.mkdir(parents=True, exist_ok=True)
+        implied = _implied_directories(validated, dest)
+        _make_directories(dest)
         tar.errorlevel = 2  # an attribute that cannot be set is an error, not a log line
         directories: list[tuple[ArchiveMember, tarfile.TarInfo]] = []
         for member, info in validated:
@@ -111,6 +112,8 @@ def extract_archive(
                 ) from exc
             if member.type == "dir":
                 directories.append((member, info))
+        for path in implied:  # created by tarfile with the agent's umask (0077 under systemd)
+            os.chmod(path, IMPLIED_DIRECTORY_MODE)
         # Directory modes and mtimes last, deepest first: creating children changes both.
         for member, info in sorted(directories, key=lambda pair: pair[0].name, reverse=True):
             path = dest / member.name
@@ -121,6 +124,36 @@ def extract_archive(
                 raise InstallError(f"{tar_path}: setting mode of {path}: {exc}") from exc
     logger.info("extracted %s into %s (%d members)", tar_path, dest, len(validated))
     return [member for member, _ in validated]
+
+
+IMPLIED_DIRECTORY_MODE = 0o755
+"""Mode of a directory the install creates that the archive does not describe (the
+install root, its missing parents, parents of members the archive lists without
+their directory): what `install -d` and dpkg give, never the agent's private umask."""
+
+
+def _make_directories(dest: Path) -> None:
+    missing = []
+    for path in [dest, *dest.parents]:
+        if path.exists():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        os.chmod(path, IMPLIED_DIRECTORY_MODE)
+
+
+def _implied_directories(
+    validated: list[tuple[ArchiveMember, tarfile.TarInfo]], dest: Path
+) -> list[Path]:
+    """Parents of members that neither the archive lists nor the disk has yet."""
+    listed = {member.name for member, _ in validated if member.type == "dir"}
+    parents = {
+        "/".join(member.name.split("/")[:depth])
+        for member, _ in validated
+        for depth in range(1, member.name.count("/") + 1)
+    }
+    return sorted(dest / name for name in parents - listed if not os.path.lexists(dest / name))
 
 
 def _open(tar_path: Path) -> tarfile.TarFile:

@@ -9,6 +9,9 @@ format would print, so what the daemons already keep out of their logs (the hub'
 tracker secret, enrollment tokens, keys) stays out of the JSON too; an extra field whose
 name says it holds a secret (token, secret, password, key) is written as `***`.
 
+Under systemd (stderr is the journal: JOURNAL_STREAM) the text lines drop their time
+stamp, which journald adds, and carry their syslog priority instead (JournalFormatter).
+
 Shared with the hub (agent/__init__.py SHARED_WITH_HUB): both must write the same shape.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -23,6 +27,13 @@ from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
+"""Text lines when stderr is the journal (systemd's JOURNAL_STREAM names it): journald
+stamps every line itself, so no second time stamp; each line starts with its syslog
+priority (`<3>`), which journald strips and records as the entry's PRIORITY, so
+`journalctl -p warning` works."""
+
+_SYSLOG_PRIORITY = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}
 
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message", "asctime", "taskName",
@@ -54,8 +65,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class JournalFormatter(logging.Formatter):
+    """JOURNAL_FORMAT with the syslog priority prefix on every line of the record (a
+    traceback's lines too: journald reads each line of the stream as an entry)."""
+
+    def __init__(self) -> None:
+        super().__init__(JOURNAL_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{_SYSLOG_PRIORITY.get(record.levelname, 6)}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
+def stderr_is_journal(environ: dict[str, str] | None = None, stream: Any = None) -> bool:
+    """True when stderr is the journal stream systemd connected (JOURNAL_STREAM is
+    `DEVICE:INODE` of it; a child with stderr redirected elsewhere inherits the variable
+    but not the stream, hence the comparison)."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, sep, inode = value.partition(":")
+    if not sep or not device.isdigit() or not inode.isdigit():
+        return False
+    try:
+        status = os.fstat((sys.stderr if stream is None else stream).fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (status.st_dev, status.st_ino) == (int(device), int(inode))
+
+
 def formatter_for(log_format: LogFormat) -> logging.Formatter:
-    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    if log_format == "json":
+        return JsonFormatter()
+    return JournalFormatter() if stderr_is_journal() else logging.Formatter(TEXT_FORMAT)
 
 
 _given_format: list[LogFormat] = []

@@ -26,6 +26,12 @@ TERMINATE_GRACE = 5.0
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+PROGRAM_UMASK = 0o022
+"""The umask programs the agent runs get: the usual one, not the agent's own. The agent's
+unit sets UMask=0077 so its state (device key, journal) is private; an installer (dpkg,
+a payload's install script) inheriting that would leave 0700 directories and 0600 files
+in /usr and /etc that only root can use."""
+
 
 def base_environment() -> dict[str, str]:
     """A small, predictable environment: no agent secrets, no inherited oddities."""
@@ -42,7 +48,8 @@ async def run_program(
     """Run argv to completion; stdout and stderr together into `output`, else captured.
 
     Never raises for a non-zero exit (the caller words that error); raises OSError when
-    the program cannot be started. On cancellation the process group is ended and the
+    the program cannot be started. The program runs with umask PROGRAM_UMASK whatever the
+    agent's is. On cancellation the process group is ended and the
     program reaped before the Cancelled propagates.
     """
     where: dict[str, Any] = {"capture_stdout": True} if output is None else {"stdout": output}
@@ -55,6 +62,7 @@ async def run_program(
         **where,
         check=False,
         start_new_session=True,
+        umask=PROGRAM_UMASK,
         deliver_cancel=_end_process_group,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 from agent.log_format import JsonFormatter, formatter_for
 
@@ -59,3 +60,38 @@ def test_values_json_cannot_encode_are_written_as_text():
 def test_text_stays_the_default_format():
     assert not isinstance(formatter_for("text"), JsonFormatter)
     assert isinstance(formatter_for("json"), JsonFormatter)
+
+
+def test_under_the_journal_text_lines_carry_a_priority_and_no_time_stamp(tmp_path,
+                                                                         monkeypatch):
+    from agent.log_format import JournalFormatter, stderr_is_journal
+
+    with open(tmp_path / "stream", "w") as stream:
+        status = os.fstat(stream.fileno())
+        assert stderr_is_journal({"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"},
+                                 stream)
+        # Inherited by a child whose stderr went elsewhere: not the journal.
+        assert not stderr_is_journal({"JOURNAL_STREAM": f"{status.st_dev}:1"}, stream)
+        assert not stderr_is_journal({"JOURNAL_STREAM": "junk"}, stream)
+        assert not stderr_is_journal({}, stream)
+        monkeypatch.setenv("JOURNAL_STREAM", f"{status.st_dev}:{status.st_ino}")
+        monkeypatch.setattr("sys.stderr", stream)
+        assert isinstance(formatter_for("text"), JournalFormatter)
+        assert isinstance(formatter_for("json"), JsonFormatter)
+    line = JournalFormatter().format(record("disk %s low", "/var", level=logging.WARNING))
+    assert line == "<4>WARNING agent.test: disk /var low"
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        failed = JournalFormatter().format(record("failed", level=logging.ERROR,
+                                                  exc_info=sys.exc_info()))
+    assert all(part.startswith("<3>") for part in failed.split("\n"))
+    assert "ValueError: boom" in failed
+
+
+def test_outside_the_journal_text_lines_keep_their_time_stamp(monkeypatch):
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    formatter = formatter_for("text")
+    assert formatter._fmt is not None and formatter._fmt.startswith("%(asctime)s")
