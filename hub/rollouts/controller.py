@@ -204,7 +204,8 @@ def decide(evidence: RolloutEvidence, rules: RolloutRules, now: datetime) -> Dec
                                  evidence.concurrent_signals, rules.regression_min_devices)
         finding = compare_signals(evidence.treatment_signals, control.windows,
                                   rules.regression_alpha, rules.regression_min_ratio,
-                                  rules.regression_min_devices)
+                                  rules.regression_min_devices,
+                                  devices_differ=control.kind == CONCURRENT)
         if finding.comparisons:
             figures |= control.figures | finding.figures()
         side = ("not updated, same period" if control.kind == CONCURRENT

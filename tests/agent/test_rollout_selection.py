@@ -208,3 +208,22 @@ def test_documents_without_holds_carry_no_held_devices_key_for_agents_that_preda
                                                   "held_devices": ["../x"]}]}).encode()
     with pytest.raises(WireFormatError, match="held device '../x' is not a device id"):
         GroupRollouts.from_bytes(bad, "rollouts/g.json")
+
+
+def test_a_device_is_a_control_of_active_signal_releases_whose_stage_leaves_it_out():
+    from agent.rollout_selection import control_releases
+    from agent.wire.release import SignalsSpec
+
+    spec = SignalsSpec(processes=["app"], window_seconds=60)
+    with_signals = info("2.0").model_copy(update={"manifest": info("2.0").manifest.model_copy(
+        update={"signals": spec})})
+    releases = {"releases/app/2": with_signals, "releases/app/1": info("1.0")}
+    bucket = rollout_bucket(DEVICE, "releases/app/2")
+    below, above = int(bucket), int(bucket) + 1  # a stage at `below` % leaves it out
+    assert control_releases(doc(("releases/app/2", RolloutState.ACTIVE, below),
+                                ("releases/app/1", RolloutState.ACTIVE, 0)),
+                            DEVICE, releases) == {"releases/app/2": spec}
+    assert control_releases(doc(("releases/app/2", RolloutState.ACTIVE, above)),
+                            DEVICE, releases) == {}  # in the stage: treatment's side
+    assert control_releases(doc(("releases/app/2", RolloutState.PAUSED, below)),
+                            DEVICE, releases) == {}

@@ -1,8 +1,11 @@
 """The concurrent control (hub/rollouts/concurrent_control.py): windows of not-updated
 devices over the treatment's period are the control when enough devices sent them, one
 observation per device; otherwise the before-install stand-in, and the halt's figures
-say which was used."""
+say which was used. Against other devices, devices' own base rates are allowed for
+(hub/rollouts/regression.py, devices_differ)."""
 
+import math
+import random
 from datetime import UTC, datetime, timedelta
 
 from agent.wire.health_signals import SignalWindow
@@ -13,6 +16,11 @@ from hub.rollouts.concurrent_control import (
     merge_windows,
 )
 from hub.rollouts.controller import RolloutEvidence, StageEvidence, Verdict, decide
+from hub.rollouts.regression import (
+    between_device_spread,
+    overdispersed_rate_test,
+    poisson_rate_test,
+)
 from hub.rollouts.rules import RolloutRules
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -85,3 +93,48 @@ def test_the_controller_judges_against_the_concurrent_control_and_says_so():
     assert decision.figures["regression_concurrent_devices"] == 20
     [crashes] = [s for s in decision.figures["regression_signals"] if s["signal"] == "crashes"]
     assert crashes["control_devices"] == 20 and crashes["ratio"] == 2.0
+
+
+def fleet_counts(rng, factor, treated, controls, control_hours):
+    """Per-device (count, exposure): base rates 3/h varied 0.5-1.5x per device."""
+    def poisson(mean):
+        limit, count, product = math.exp(-mean), 0, rng.random()
+        while product > limit:
+            count += 1
+            product *= rng.random()
+        return count
+
+    treatment = [(poisson(3 * rng.uniform(0.5, 1.5) * factor), HOUR) for _ in range(treated)]
+    control = [(poisson(3 * rng.uniform(0.5, 1.5) * control_hours), HOUR * control_hours)
+               for _ in range(controls)]
+    return treatment, control
+
+
+def halted_share(factor, treated, controls, fleets=400):
+    """Fleets whose crash counts are significant at 0.01/3: (exact alone, with spread)."""
+    rng = random.Random(7)
+    exact = with_spread = 0
+    for _ in range(fleets):
+        t, c = fleet_counts(rng, factor, treated, controls, 10)
+        p, _ = poisson_rate_test(sum(x for x, _ in t), sum(e for _, e in t),
+                                 sum(x for x, _ in c), sum(e for _, e in c))
+        p_spread, _ = overdispersed_rate_test(t, c)
+        exact += p < 0.01 / 3
+        with_spread += max(p, p_spread) < 0.01 / 3
+    return exact / fleets, with_spread / fleets
+
+
+def test_other_devices_base_rates_are_not_read_as_a_regression():
+    # 40 updated devices against 6 others watched 10 h each (a final stage): devices'
+    # own rates differing make the exact test alone flag 4 % of good fleets (0.33 %
+    # meant); with the spread in the variance 1.2 % (1,000 fleets).
+    exact, with_spread = halted_share(1.0, 40, 6)
+    assert exact >= 0.025 and with_spread <= 0.02, (exact, with_spread)
+    tau2 = between_device_spread([fleet_counts(random.Random(3), 1.0, 0, 400, 10)[1]])
+    assert abs(tau2 - 1 / 12) < 0.03  # rates uniform 0.5-1.5x: variance 1/12
+    assert between_device_spread([[(3, HOUR)] * 20]) == 0.0
+
+
+def test_doubled_crashes_are_still_caught_against_other_devices():
+    _exact, with_spread = halted_share(2.0, 10, 30)
+    assert with_spread >= 0.85  # 0.91 of 1,000 fleets
