@@ -77,3 +77,36 @@ async def test_a_reverted_release_reports_no_signals(tmp_path, nursery, app_proc
     [row] = hub.results()
     assert row["outcome"] == "reverted"
     assert "signals" not in json.loads(row["body"])["record"]
+
+
+async def test_a_device_outside_the_stage_sends_signed_control_windows_the_hub_keeps(
+    tmp_path, nursery, app_process
+):
+    from hub.rollouts.changes import start_rollout
+    from hub.rollouts.control_windows import control_windows
+    from hub.rollouts.rules import RolloutPlan, RolloutRules
+
+    hub = await start_hub(tmp_path, nursery)
+    daemon, _ = await start_agent(hub, nursery, "a1", "127.0.0.2")
+    payload = write_tar(tmp_path / "app.tar", {"VERSION": (b"2.0", 0o644)})
+    target = publish(hub, "app", "2.0", payload,
+                     FILE_TREE + command_check(["true"]) + SIGNALS)
+    start_rollout(hub.hub_dir, target, "lab",
+                  RolloutPlan(stages=(0, 100), rules=RolloutRules(automatic=False)))
+    await daemon.cycle()
+    assert hub.results() == []  # not in the 0 % stage: nothing installed
+    assert list(daemon.control_signals.wanted) == [target]
+    await daemon.control_signals.send_due()
+    assert daemon.control_signals.sent == 1
+    database = HubDatabase(hub.hub_dir.database)
+    try:
+        with database.transaction() as db:
+            [window] = control_windows(db, target)[daemon.identity.device_id]
+            record = read_rollout(db, target, "lab")
+            assert record is not None
+            evidence = gather_progress(db, record).evidence
+    finally:
+        database.close()
+    assert window.cpu_percent is not None and window.cpu_percent > 10
+    assert window.seconds == pytest.approx(1.0, abs=0.6)
+    assert evidence.concurrent_signals == {daemon.identity.device_id: (window,)}
