@@ -12,11 +12,17 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from agent.errors import WireFormatError
 from agent.wire.decoding import decode_toml
@@ -91,6 +97,9 @@ class FileHashHealthCheck(_Retrying):
         return _absolute(value, "path")
 
 
+DEFAULT_CONTROL_INTERVAL = 3600
+
+
 class SignalsSpec(StrictModel):
     """`[signals]`: which of the device's units and processes are this release's, for
     the health signals measured before and after the install (agent/health_signals.py).
@@ -103,10 +112,20 @@ class SignalsSpec(StrictModel):
     window_seconds: int = Field(default=300, ge=1, le=3600)
     """How long each window lasts: the install waits this long first, the result this
     long after the health checks pass."""
-    control_interval: int = Field(default=3600, ge=60, le=86400)
+    control_interval: int = Field(default=DEFAULT_CONTROL_INTERVAL, ge=60, le=86400)
     """Seconds between control windows: while the rollout is active, a device of its
     audience not in the current stage measures one window (`window_seconds` long) each
-    interval, for the hub's concurrent control (agent/wire/control_signals.py)."""
+    interval, for the hub's concurrent control (agent/wire/control_signals.py). Left out
+    of the signed release when it is the default, so agents that know `[signals]` but
+    not this key still read such a release."""
+
+    @model_serializer(mode="wrap")
+    def _without_default_interval(self, handler: SerializerFunctionWrapHandler
+                                  ) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("control_interval") == DEFAULT_CONTROL_INTERVAL:
+            data.pop("control_interval")
+        return data
 
     @field_validator("units")
     @classmethod

@@ -63,11 +63,18 @@ def test_the_signature_covers_the_signals_and_the_bytes_round_trip():
         SignedControlWindow.from_bytes(b" " * (MAX_CONTROL_BYTES + 1), "t")
 
 
-def test_a_signals_section_without_control_interval_still_parses_with_an_hour():
+def test_a_signals_section_without_control_interval_parses_and_dumps_as_before():
     spec = SignalsSpec.model_validate({"units": ["app.service"], "window_seconds": 300})
     assert spec.control_interval == 3600
     with pytest.raises(ValueError, match="control_interval"):
         SignalsSpec.model_validate({"control_interval": 10})
+    # The default is left out of the signed release: agents that know [signals] but not
+    # control_interval (they refuse unknown keys) still read it.
+    assert spec.model_dump(mode="json") == {"units": ["app.service"], "processes": [],
+                                            "window_seconds": 300}
+    slower = SignalsSpec(window_seconds=300, control_interval=7200)
+    assert slower.model_dump(mode="json")["control_interval"] == 7200
+    assert SignalsSpec.model_validate(slower.model_dump(mode="json")) == slower
 
 
 def start_rollout_row(hub_dir, group: str, state: RolloutState = RolloutState.ACTIVE):
