@@ -22,7 +22,8 @@ Status of a row, first match wins:
   `late` (installed after it), `revert-failed`, `reverted`, `failed`, `not-ready` (the
   device's latest signed result), `offline` (not heard from for `offline_after_seconds`:
   "offline since"), `held` (the group's policy paused, the rollout paused or halted, or
-  the device not in the rollout's current stage), `overdue` (deadline passed, nothing
+  the device not in the rollout's current stage or held by the compatibility hold),
+  `overdue` (deadline passed, nothing
   reported), `pending` (its deadline is still ahead, or there is none).
 
 Every row that is neither `compliant` nor `pending` is an exception with its reason.
@@ -115,6 +116,9 @@ def _hold(rollout: RolloutFact, rules: _GroupRules, device: DeviceFact,
     entry = rollout.entry
     if entry.state is not RolloutState.ACTIVE:
         return f"held: rollout is {entry.state}" + (f" ({entry.reason})" if entry.reason else "")
+    if device.device_id in entry.held_devices:
+        return "held: its combination fails this release significantly more often " \
+               "(compatibility hold; `meisitong-hub compat`, `rollout unhold`)"
     stage = joining_stage(entry, device.device_id, device.group)
     if stage is None or stage > entry.current_stage:
         return f"held: not in the rollout's current stage ({entry.stage_percent} %)"

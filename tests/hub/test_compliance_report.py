@@ -135,6 +135,11 @@ def test_stage_pause_and_halt_hold_devices_in_scope_with_the_reason():
                                         stage_percent=0)]}
     [row] = compute_rows(facts([device("a")], rollouts=staged))
     assert row["reason"] == "held: not in the rollout's current stage (0 %)"
+    held = {CRITICAL.target: [rollout(CRITICAL, held_devices=["dev-a"])]}
+    rows = by_device(compute_rows(facts([device("a"), device("b")], rollouts=held)))
+    assert rows["a"]["status"] == "held" and rows["a"]["in_scope"]
+    assert "compatibility hold" in rows["a"]["reason"]
+    assert rows["b"]["status"] != "held"
 
 
 def test_pending_until_the_deadline_and_no_deadline_means_any_install_counts():
