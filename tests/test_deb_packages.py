@@ -158,3 +158,64 @@ def test_the_hub_unit_is_hardened_to_exposure_two_or_less_and_the_agent_below_th
     print(f"exposure: hub {hub}, agent {agent}")
     assert hub <= HUB_EXPOSURE_LIMIT
     assert agent <= 6.0  # 9.6 before hardening; what it keeps is what installers need
+
+
+@pytest.mark.parametrize("part, modules", [
+    ("hub", "hub.serve hub.cli.main libtorrent cryptography argon2 reportlab tuf jinja2"),
+    ("agent", "agent.daemon agent.cli libtorrent cryptography psutil debian tuf"),
+])
+def test_the_installed_venvs_load_their_compiled_dependencies(root, part, modules):
+    """The relocated venv finds its own site-packages and their extension modules."""
+    venv_python = root / "opt/meisitong" / part / "bin/python"
+    code = ("import importlib, sys\n"
+            f"for name in {modules.split()!r}: importlib.import_module(name)\n"
+            "print(sys.prefix)")
+    done = subprocess.run([str(venv_python), "-I", "-c", code], cwd="/",
+                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(root / "opt/meisitong" / part)
+
+
+def test_the_installed_hub_initialises_serves_and_logs_for_the_journal(root, tmp_path):
+    """The packaged hub, not the worktree's: init, serve, answer a metadata request; its
+    stderr stands in for the journal (JOURNAL_STREAM names it), so its lines carry a
+    syslog priority and no time stamp of their own."""
+    import urllib.request
+
+    from tests.processes import free_port, wait_for
+
+    venv_python = str(root / "opt/meisitong/hub/bin/python")
+    command = [venv_python, "-I", str(root / "usr/bin/meisitong-hub")]
+    hub_dir = tmp_path / "hub"
+    port, seed_port = free_port("127.0.0.1"), free_port("127.0.0.1")
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    subprocess.run([*command, "init", "--dir", str(hub_dir), "--listen", f"127.0.0.1:{port}",
+                    "--seed-listen", f"127.0.0.1:{seed_port}"], env=env, cwd="/",
+                   check=True, capture_output=True, timeout=120)
+    log_path = tmp_path / "journal"
+    with open(log_path, "wb") as journal:
+        status = os.fstat(journal.fileno())
+        serve = subprocess.Popen(
+            [*command, "-v", "serve", "--dir", str(hub_dir)], cwd="/", stdout=journal,
+            stderr=journal, env=env | {"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"})
+    try:
+        url = f"http://127.0.0.1:{port}/metadata/timestamp.json"
+
+        def answered() -> bytes | None:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return response.read()
+            except OSError:
+                assert serve.poll() is None, log_path.read_text()
+                return None
+
+        assert b'"_type": "timestamp"' in wait_for(answered, 60, "the packaged hub")
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    assert lines, "the hub logged nothing at -v"
+    assert all(re.match(r"<[2-7]>(DEBUG|INFO|WARNING|ERROR|CRITICAL) ", line)
+               for line in lines), lines[:5]
+    assert not any(re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line) for line in lines)
