@@ -74,6 +74,9 @@ def main() -> int:
     parser.add_argument("--if-changed", action="store_true")
     args = parser.parse_args()
     out: Path = args.out.resolve()
+    if not Path(BASE_PYTHON).exists() or not shutil.which("dpkg-deb"):
+        raise SystemExit(f"build_deb: needs {BASE_PYTHON} (Debian's python3.11, the "
+                         "packages' interpreter) and dpkg-deb: apt-get install python3.11 dpkg")
     epoch = os.environ.get("SOURCE_DATE_EPOCH") or _git("log", "-1", "--format=%ct")
     inputs = _inputs_digest()
     stamp = out / "INPUTS"
