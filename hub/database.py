@@ -144,6 +144,12 @@ class HubDatabase:
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> HubDatabase:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return immediate_transaction(self._db)
 

@@ -56,11 +56,8 @@ def admins_add(hub_dir: str | None, name: str, role: str, password_stdin: bool) 
     from hub.console.admin_accounts import add_admin, check_name
 
     check_name(name)  # before asking for a password
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         add_admin(database, name, role, read_password(password_stdin), admin_actor())
-    finally:
-        database.close()
     console.print(f"console account {name} ({role}) created")
 
 
@@ -72,11 +69,8 @@ def admins_list(hub_dir: str | None, as_json: bool) -> None:
     """Every console account with its role (never a password hash)."""
     from hub.console.admin_accounts import list_admins
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         rows = list_admins(database)
-    finally:
-        database.close()
     if as_json:
         emit_json(rows)
         return
@@ -97,11 +91,8 @@ def admins_remove(hub_dir: str | None, name: str) -> None:
     """Delete the console account NAME and end its sessions."""
     from hub.console.admin_accounts import remove_admin
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         remove_admin(database, name, admin_actor())
-    finally:
-        database.close()
     console.print(f"console account {name} removed; its sessions are ended")
 
 
@@ -114,9 +105,6 @@ def admins_passwd(hub_dir: str | None, name: str, password_stdin: bool) -> None:
     """Set a new password for NAME; its sessions end (it logs in again)."""
     from hub.console.admin_accounts import set_password
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         set_password(database, name, read_password(password_stdin), admin_actor())
-    finally:
-        database.close()
     console.print(f"password of {name} changed; its sessions are ended")

@@ -27,15 +27,12 @@ def devices() -> None:
 @friendly_errors
 def devices_list(hub_dir: str | None, as_json: bool) -> None:
     """Every enrolled device with its group, site and last contact."""
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         rows = [
             {"device_id": d.device_id, "name": d.name, "group": d.group, "site": d.site,
              "status": d.status, "enrolled_at": d.enrolled_at, "last_seen": d.last_seen}
             for d in database.devices()
         ]
-    finally:
-        database.close()
     if as_json:
         emit_json(rows)
         return
@@ -54,11 +51,8 @@ def devices_remove(hub_dir: str | None, device: str) -> None:
     """Decommission DEVICE (id or name): no more results, leases or rollout counting."""
     from hub.devices.enrollment import remove_device
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         device_id = remove_device(database, device, admin_actor())
-    finally:
-        database.close()
     console.print(f"device {device_id} removed (its history stays; enrolling again brings it "
                   "back)")
 
@@ -109,11 +103,8 @@ def devices_show(hub_dir: str | None, as_json: bool, device: str, with_packages:
     own signed inventory records said."""
     from hub.inventory.device_report import device_report
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         report = device_report(database, device, with_packages, changes)
-    finally:
-        database.close()
     if as_json:
         emit_json(report)
         return

@@ -37,11 +37,8 @@ def exceptions_add(hub_dir: str | None, device: str, release: str, reason: str,
     """Except DEVICE (id or name) from RELEASE (NAME@VERSION, NAME, or target)."""
     from hub.compliance.exceptions import add_exception
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         added = add_exception(database, device, release, reason, expires, admin_actor())
-    finally:
-        database.close()
     expiry = added.expires_at.isoformat(timespec="seconds")
     if as_json:
         emit_json({"device_id": added.device_id, "release": added.release,
@@ -59,11 +56,8 @@ def exceptions_list(hub_dir: str | None, as_json: bool) -> None:
     """Every exception, expired ones included (they no longer count)."""
     from hub.compliance.exceptions import list_exceptions
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         rows = list_exceptions(database)
-    finally:
-        database.close()
     if as_json:
         emit_json(rows)
         return
@@ -87,9 +81,6 @@ def exceptions_remove(hub_dir: str | None, device: str, release: str) -> None:
     """Remove DEVICE's exception from RELEASE: it is in scope again at once."""
     from hub.compliance.exceptions import remove_exception
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         device_id = remove_exception(database, device, release, admin_actor())
-    finally:
-        database.close()
     console.print(f"exception of device {device_id} removed: in scope again")

@@ -127,11 +127,8 @@ def token_list(hub_dir: str | None, as_json: bool) -> None:
     """Every enrollment token by id, with its uses, expiry and state (never the secret)."""
     from hub.devices.enrollment import list_tokens
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         tokens = list_tokens(database)
-    finally:
-        database.close()
     if as_json:
         emit_json(tokens)
         return
@@ -151,11 +148,8 @@ def token_revoke(hub_dir: str | None, token_id: str) -> None:
     """Refuse every later enrollment with TOKEN_ID (from `token list`, or the token)."""
     from hub.devices.enrollment import revoke_token
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         revoke_token(database, token_id, admin_actor())
-    finally:
-        database.close()
     console.print("token revoked: enrollments with it are refused from now on")
 
 
@@ -289,13 +283,10 @@ def release_list(hub_dir: str | None, as_json: bool) -> None:
     from packaging.version import Version
 
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         rows = [dict(row) for row in database.query(
             "SELECT name, version, severity, category, length, sha256, target, published_at "
             "FROM releases")]
-    finally:
-        database.close()
     rows.sort(key=lambda row: (row["name"], Version(row["version"])), reverse=True)
     if as_json:
         emit_json(rows)

@@ -63,13 +63,10 @@ def policy_show(hub_dir: str | None, group: str, as_json: bool) -> None:
     from hub.policy.leases import held_leases
     from hub.policy.policies import stored_policy
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         stored = stored_policy(database, group)
         leases = [lease for lease in held_leases(database, datetime.now(UTC))
                   if lease["grp"] == group]
-    finally:
-        database.close()
     if stored is None:
         raise HubError(f"group {group!r} has no policy (set one with `policy set`)")
     if as_json:
@@ -99,12 +96,9 @@ def plan(hub_dir: str | None, release: str, install_minutes: float, stale_days: 
     from hub.policy.forecast import THRESHOLDS, forecast_release
 
     initialized_hub(hub_dir)
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         report = forecast_release(database, release, datetime.now(UTC), install_minutes,
                                   stale_days)
-    finally:
-        database.close()
     if as_json:
         emit_json(report)
         return

@@ -41,14 +41,11 @@ def vulns_import(hub_dir: str | None, files: tuple[Path, ...], as_json: bool) ->
     from hub.vulns.feed_files import feed_files, read_feeds
     from hub.vulns.store import import_advisories
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         paths = feed_files(list(files))
         advisories = read_feeds(list(files))
         summary = import_advisories(database, advisories, [str(path) for path in paths],
                                     admin_actor())
-    finally:
-        database.close()
     if as_json:
         emit_json(summary.as_dict())
         return
@@ -78,16 +75,13 @@ def vulns_explain(hub_dir: str | None, vulnerability: str, device: str, as_json:
     from hub.vulns.explanation import explain
     from hub.vulns.store import records_about
 
-    database = open_database(hub_dir)
-    try:
+    with open_database(hub_dir) as database:
         found = find_device(database, device)
         records = records_about(database, vulnerability)
         if not records:
             raise UnknownVulnerabilityError(
                 f"no imported record is about {vulnerability!r} (`vulns import` a feed)")
         software = latest_software(database, [found["device_id"]]).get(found["device_id"])
-    finally:
-        database.close()
     answer = explain(vulnerability, found, software, records)
     if as_json:
         emit_json(answer)
