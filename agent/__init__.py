@@ -30,4 +30,5 @@ SHARED_WITH_HUB = (
     "agent.listen_address",
     "agent.readiness",         # requirement evaluation: agents before download, hub predicting
     "agent.log_format",        # both daemons' log lines (text or JSON) have one shape
+    "agent.byte_sizes",        # sizes in reasons the hub's readiness prediction repeats
 )

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.byte_sizes import human_size
 from agent.errors import DiskSpaceError
 
 
@@ -64,23 +65,16 @@ def check_free_space(needs: Sequence[SpaceNeed], reserve: int) -> None:
         anchor = existing_ancestor(need.where)
         device = os.stat(anchor).st_dev
         where, total, whats = by_device.get(device, (anchor, 0, []))
-        whats = [*whats, f"{need.what} {_size(need.bytes)}"]
+        whats = [*whats, f"{need.what} {human_size(need.bytes)}"]
         by_device[device] = (where, total + need.bytes, whats)
     for where, total, whats in by_device.values():
         fs = os.statvfs(where)
         free = fs.f_bavail * fs.f_frsize
         if total + reserve > free:
             raise DiskSpaceError(
-                f"not enough free space on the filesystem of {where}: need {_size(total)} "
-                f"({', '.join(whats)}) plus a reserve of {_size(reserve)}, "
-                f"{_size(free)} free"
+                f"not enough free space on the filesystem of {where}: need {human_size(total)} "
+                f"({', '.join(whats)}) plus a reserve of {human_size(reserve)}, "
+                f"{human_size(free)} free"
             )
 
 
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"

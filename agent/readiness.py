@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from agent.byte_sizes import human_size
 from agent.wire.requirements import (
     Clause,
     PackageRequirement,
@@ -87,11 +88,11 @@ def unmet_requirements(requires: Requirements | None, facts: DeviceFacts) -> tup
                                f"architecture {' or '.join(requires.architectures)}",
                                _shown(facts.architecture)))
     if requires.min_ram and facts.memory_bytes < requires.min_ram:
-        unmet.append(Unmet("ram", f"RAM >= {size(requires.min_ram)}",
-                           size(facts.memory_bytes) if facts.memory_bytes else "unknown"))
+        unmet.append(Unmet("ram", f"RAM >= {human_size(requires.min_ram)}",
+                           human_size(facts.memory_bytes) if facts.memory_bytes else "unknown"))
     if requires.min_free_disk and facts.disk_free_bytes < requires.min_free_disk:
-        unmet.append(Unmet("disk", f"free disk >= {size(requires.min_free_disk)}",
-                           f"{size(facts.disk_free_bytes)} free"))
+        unmet.append(Unmet("disk", f"free disk >= {human_size(requires.min_free_disk)}",
+                           f"{human_size(facts.disk_free_bytes)} free"))
     if requires.kernel and not in_range(facts.kernel, parse_range(requires.kernel)):
         unmet.append(Unmet("kernel", f"kernel {requires.kernel}", _shown(facts.kernel)))
     for package in requires.packages:
@@ -119,10 +120,3 @@ def _shown(value: str) -> str:
     return value or "unknown"
 
 
-def size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
