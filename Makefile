@@ -43,7 +43,7 @@ js-tools: system-tools
 	fi
 
 demo: $(STAMP)
-	$(BIN)/python -m tests.demo_fleet
+	$(BIN)/python -m tests.demo_fleet $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent hub tests
