@@ -100,9 +100,15 @@ SCHEMA_MODULES: tuple[str, ...] = (
 )
 
 
-def _apply_module_schemas(db: sqlite3.Connection) -> None:
+_SCHEMAS_APPLIED: set[Path] = set()
+"""Databases this process has already brought up to date: the API opens one connection
+per request, and tables, once created, stay."""
+
+
+def _apply_module_schemas(db: sqlite3.Connection, path: Path) -> None:
     for name in SCHEMA_MODULES:
         db.executescript(importlib.import_module(name).SCHEMA)
+    _SCHEMAS_APPLIED.add(path.resolve())
 
 
 def utc_now() -> str:
@@ -131,13 +137,14 @@ class HubDatabase:
         self._db = open_durable(path)
         self._db.row_factory = sqlite3.Row
         upgrade_results_table(self._db)
-        _apply_module_schemas(self._db)
+        if path.resolve() not in _SCHEMAS_APPLIED:
+            _apply_module_schemas(self._db, path)
 
     @classmethod
     def create(cls, path: Path) -> HubDatabase:
         database = cls(path)
         database._db.executescript(SCHEMA)
-        _apply_module_schemas(database._db)
+        _apply_module_schemas(database._db, path)
         path.chmod(0o600)
         return database
 
