@@ -117,7 +117,7 @@ def admin_view(fleet: Fleet) -> dict[str, Any]:
     audit = json.loads(verified.stdout) if verified.stdout.strip() else {}
     return {
         "compliance": report["summary"],
-        "exceptions": [{"device": e["name"], "status": e["status"]}
+        "exceptions": [{"device": e["device"], "status": e["status"]}
                        for e in report["exceptions"]],
         "audit": {"ok": verified.returncode == 0 and bool(audit.get("ok")),
                   "entries": audit.get("entries", 0),
